@@ -1,0 +1,15 @@
+import { PGlite } from '@electric-sql/pglite';
+let t=Date.now();
+const db = await PGlite.create('memory://');
+console.log('memory create', Date.now()-t); t=Date.now();
+await db.exec('create table t(a int8, b numeric, c timestamptz default now(), d jsonb)');
+await db.query("insert into t(a,b,d) values (9007199254740993, 1.50, '{\"x\":1}')");
+console.log((await db.query('select * from t')).rows);
+t=Date.now();
+const dump = await db.dumpDataDir('none');
+console.log('dump', Date.now()-t, dump.size); t=Date.now();
+const db2 = await PGlite.create({loadDataDir: dump});
+console.log('load', Date.now()-t, (await db2.query('select count(*) from t')).rows); t=Date.now();
+const db3 = await db.clone();
+console.log('clone', Date.now()-t, (await db3.query('select count(*) from t')).rows);
+console.log(typeof db.clone);

@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { createDb } from '../db/client.js';
+import { migrate } from '../db/migrate.js';
+import { loadConfigOrExit, serve } from '../main.js';
+import { createOperatorService } from '../modules/operator/operator.service.js';
+
+const program = new Command()
+  .name('orgbase')
+  .description('Organizations, members and an exact credits ledger for AI-agent platforms')
+  .version('0.1.0');
+
+program
+  .command('serve')
+  .description('Run the HTTP API (migrates the database first)')
+  .action(async () => {
+    await serve(loadConfigOrExit());
+  });
+
+program
+  .command('migrate')
+  .description('Apply pending database migrations and exit')
+  .action(async () => {
+    const config = loadConfigOrExit();
+    const db = await createDb(config);
+    try {
+      const result = await migrate(db.db);
+      process.stdout.write(
+        result.applied.length
+          ? `Applied ${result.applied.join(', ')}; schema at version ${result.current}\n`
+          : `Nothing to apply; schema at version ${result.current}\n`,
+      );
+    } finally {
+      await db.close();
+    }
+  });
+
+program
+  .command('admin-token')
+  .description('Manage the stored operator token (not used when ADMIN_TOKEN is set)')
+  .command('rotate')
+  .description('Revoke the stored operator token and print a new one')
+  .action(async () => {
+    const config = loadConfigOrExit();
+    const db = await createDb(config);
+    try {
+      await migrate(db.db);
+      const token = await createOperatorService({ db: db.db, adminToken: undefined }).rotate();
+      process.stdout.write(`${token}\n`);
+      if (config.adminToken)
+        process.stderr.write('Note: ADMIN_TOKEN is set, so the server uses it instead of the stored token.\n');
+    } finally {
+      await db.close();
+    }
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`orgbase: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,72 @@
+import { resolve } from 'node:path';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface Config {
+  port: number;
+  host: string;
+  /** PostgreSQL connection string; undefined means embedded PGlite in `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  /** Operator bearer token from the environment; undefined means "use or create the stored one". */
+  adminToken: string | undefined;
+  logLevel: LogLevel;
+  databasePoolSize: number;
+  publicUrl: string | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`Invalid configuration: ${variable} ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function intVar(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function urlVar(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'is not a valid URL');
+  }
+  if (!protocols.includes(url.protocol))
+    throw new ConfigError(name, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+  return raw;
+}
+
+/** Reads and validates the environment once, at start. Every failure names its variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const logLevel = (env.LOG_LEVEL || 'info').toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel as LogLevel))
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
+  const adminToken = env.ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined && (adminToken.length < 16 || /\s/.test(adminToken)))
+    throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters with no whitespace');
+  const host = env.HOST || '127.0.0.1';
+  if (/\s/.test(host)) throw new ConfigError('HOST', 'must be a host name or address');
+  return {
+    port: intVar(env, 'PORT', 3000, 0, 65535),
+    host,
+    databaseUrl: urlVar(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    dataDir: resolve(env.ORGBASE_DATA_DIR || './data'),
+    adminToken,
+    logLevel: logLevel as LogLevel,
+    databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    publicUrl: urlVar(env, 'PUBLIC_URL', ['http:', 'https:']),
+  };
+}

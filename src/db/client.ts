@@ -1,0 +1,112 @@
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, type Transaction } from 'kysely';
+import pg from 'pg';
+import type { Config } from '../config.js';
+import { PgliteDialect } from './pglite-dialect.js';
+import type { Database } from './schema.js';
+
+export type Db = Kysely<Database>;
+export type Tx = Transaction<Database>;
+/** What a repo function runs its SQL on: the root connection or a transaction, always passed in. */
+export type Executor = Db | Tx;
+
+export interface DbHandle {
+  db: Db;
+  kind: 'pglite' | 'postgres';
+  close(): Promise<void>;
+}
+
+const INT8 = 20;
+const INT8_ARRAY = 1016;
+
+/** Same value types on both engines: BIGINT arrives as bigint, NUMERIC as string, timestamptz as Date. */
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8) return (v: string) => BigInt(v);
+    if (oid === INT8_ARRAY)
+      return (v: string) =>
+        v
+          .slice(1, -1)
+          .split(',')
+          .filter((s) => s !== '')
+          .map((s) => BigInt(s));
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+export function createPostgresDb(databaseUrl: string, poolSize = 10): DbHandle {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, types: pgTypes });
+  // An idle client that loses its server must not take the process down.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { db, kind: 'postgres', close: () => db.destroy() };
+}
+
+export async function openPglite(dataDirOrUrl: string, loadDataDir?: Blob): Promise<PGlite> {
+  return PGlite.create(dataDirOrUrl, {
+    parsers: { [INT8]: (v: string) => BigInt(v) },
+    ...(loadDataDir ? { loadDataDir } : {}),
+  });
+}
+
+export function createPgliteDb(pglite: PGlite, onClose?: () => void): DbHandle {
+  const db = new Kysely<Database>({ dialect: new PgliteDialect(pglite) });
+  return {
+    db,
+    kind: 'pglite',
+    close: async () => {
+      await db.destroy();
+      onClose?.();
+    },
+  };
+}
+
+/**
+ * PGlite is one process's database: a second process opening the same directory would corrupt
+ * it. A lock file with our pid refuses that, and a stale lock (its process gone) is taken over.
+ */
+function lockDataDir(dir: string): () => void {
+  mkdirSync(dir, { recursive: true });
+  const lockPath = join(dir, '.orgbase.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(lockPath, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(lockPath, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(lockPath, 'utf8').trim());
+      if (pid && pid !== process.pid && isAlive(pid))
+        throw new Error(
+          `The data directory ${dir} is in use by process ${pid}. PGlite serves one process; ` +
+            'set DATABASE_URL to a PostgreSQL server to run several.',
+        );
+      rmSync(lockPath, { force: true });
+    }
+  }
+  throw new Error(`Could not lock the data directory ${dir}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** PostgreSQL when DATABASE_URL is set, else embedded PGlite in the data directory. */
+export async function createDb(config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize'>) {
+  if (config.databaseUrl) return createPostgresDb(config.databaseUrl, config.databasePoolSize);
+  const unlock = lockDataDir(config.dataDir);
+  try {
+    return createPgliteDb(await openPglite(join(config.dataDir, 'pg')), unlock);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}

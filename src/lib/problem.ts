@@ -1,0 +1,85 @@
+/**
+ * The one closed list of error codes Orgbase answers with, mapped to HTTP status in one place.
+ * Every error leaves the service as RFC 9457 problem+json: clients match on `code`.
+ */
+export const ErrorCodes = {
+  validation_failed: { status: 400, title: 'The request is not valid' },
+  invalid_json: { status: 400, title: 'The body is not valid JSON' },
+  invalid_cursor: { status: 400, title: 'The cursor is not valid' },
+  unauthenticated: { status: 401, title: 'Authentication required' },
+  forbidden: { status: 403, title: 'Not allowed' },
+  slug_immutable: { status: 403, title: 'The slug can only be changed by the platform operator' },
+  not_found: { status: 404, title: 'Not found' },
+  route_not_found: { status: 404, title: 'No such route' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  slug_taken: { status: 409, title: 'The slug is already taken' },
+  default_organization_protected: { status: 409, title: 'The default organization cannot be deleted' },
+  organization_has_sub_organizations: {
+    status: 409,
+    title: 'The organization still has sub-organizations',
+  },
+  organization_has_agents: { status: 409, title: 'The organization still has agents assigned' },
+  payload_too_large: { status: 413, title: 'The body is too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported content type' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  internal_error: { status: 500, title: 'Internal error' },
+  service_unavailable: { status: 503, title: 'Service unavailable' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly errors: FieldError[] | undefined;
+  readonly extra: Record<string, unknown> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options: { errors?: FieldError[]; extra?: Record<string, unknown> } = {},
+  ) {
+    super(detail ?? ErrorCodes[code].title);
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ErrorCodes[code].status;
+    this.errors = options.errors;
+    this.extra = options.extra;
+  }
+}
+
+/** A 400 naming one field and what is wrong with it. */
+export function invalidField(field: string, message: string): AppError {
+  return new AppError('validation_failed', `${field}: ${message}`, { errors: [{ field, message }] });
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  request_id: string;
+  errors?: FieldError[];
+  [extra: string]: unknown;
+}
+
+export const PROBLEM_TYPE_BASE = 'https://orgbase.dev/problems/';
+
+export function toProblem(err: AppError, requestId: string): Problem {
+  return {
+    ...err.extra,
+    type: PROBLEM_TYPE_BASE + err.code.replaceAll('_', '-'),
+    title: ErrorCodes[err.code].title,
+    status: err.status,
+    detail: err.message,
+    code: err.code,
+    request_id: requestId,
+    ...(err.errors ? { errors: err.errors } : {}),
+  };
+}

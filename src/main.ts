@@ -1,0 +1,57 @@
+import { buildApp } from './app.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
+import { createDb } from './db/client.js';
+import { migrate } from './db/migrate.js';
+
+/**
+ * config -> db -> migrate -> buildApp -> listen. SIGTERM/SIGINT stop accepting connections,
+ * let in-flight requests finish, then close the database.
+ */
+export async function serve(config: Config): Promise<void> {
+  const db = await createDb(config);
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  try {
+    const migrated = await migrate(db.db);
+    app = await buildApp({ db, adminToken: config.adminToken, logger: { level: config.logLevel } });
+    for (const name of migrated.applied) app.log.info({ migration: name }, 'migration applied');
+    const { generatedToken } = await app.services.operator.bootstrap();
+    if (generatedToken) {
+      // Printed once, on purpose outside the JSON log: only its hash is stored.
+      process.stdout.write(
+        `\nOrgbase operator token (shown once, only its hash is kept):\n\n  ${generatedToken}\n\n` +
+          'Use it as "Authorization: Bearer <token>". Replace it with `orgbase admin-token rotate`.\n\n',
+      );
+    }
+    await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await app?.close();
+    await db.close();
+    throw err;
+  }
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app?.log.info({ signal }, 'shutting down');
+    const timer = setTimeout(() => process.exit(1), 30_000);
+    timer.unref();
+    await app?.close();
+    await db.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+export function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,66 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Db } from '../../db/client.js';
+import type { Actor } from '../../lib/authz.js';
+import { newId } from '../../lib/ids.js';
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+function sameHash(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}
+
+/** How long a process trusts its copy of the stored token hash before reading it again. */
+const CACHE_MS = 5_000;
+
+/**
+ * The platform operator's bearer token. With ADMIN_TOKEN set, that token is the only one.
+ * Without it, the first start generates one, prints it once, and stores only its SHA-256;
+ * `orgbase admin-token rotate` replaces it (other processes notice within CACHE_MS).
+ */
+export function createOperatorService(deps: { db: Db; adminToken: string | undefined }) {
+  const envHash = deps.adminToken ? hashToken(deps.adminToken) : undefined;
+  let cached: { hashes: { id: string; hash: string }[]; at: number } | undefined;
+
+  async function storedHashes() {
+    if (cached && Date.now() - cached.at < CACHE_MS) return cached.hashes;
+    const rows = await deps.db
+      .selectFrom('operator_credentials')
+      .select(['id', 'token_hash'])
+      .where('revoked_at', 'is', null)
+      .execute();
+    cached = { hashes: rows.map((r) => ({ id: r.id, hash: r.token_hash })), at: Date.now() };
+    return cached.hashes;
+  }
+
+  async function issue(): Promise<string> {
+    const token = `obo_${randomBytes(32).toString('base64url')}`;
+    await deps.db.transaction().execute(async (tx) => {
+      await tx.updateTable('operator_credentials').set({ revoked_at: new Date() }).where('revoked_at', 'is', null).execute();
+      await tx.insertInto('operator_credentials').values({ id: newId('opc'), token_hash: hashToken(token) }).execute();
+    });
+    cached = undefined;
+    return token;
+  }
+
+  return {
+    /** At start: returns a newly generated token when there was none, for printing once. */
+    async bootstrap(): Promise<{ generatedToken: string | undefined }> {
+      if (envHash) return { generatedToken: undefined };
+      if ((await storedHashes()).length > 0) return { generatedToken: undefined };
+      return { generatedToken: await issue() };
+    },
+
+    rotate: issue,
+
+    async authenticate(token: string): Promise<Actor | undefined> {
+      const hash = hashToken(token);
+      if (envHash) return sameHash(hash, envHash) ? { type: 'operator', id: 'env' } : undefined;
+      const match = (await storedHashes()).find((h) => sameHash(hash, h.hash));
+      return match ? { type: 'operator', id: match.id } : undefined;
+    },
+  };
+}
+
+export type OperatorService = ReturnType<typeof createOperatorService>;

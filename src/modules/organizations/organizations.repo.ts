@@ -1,0 +1,122 @@
+import { type Selectable, sql } from 'kysely';
+import type { Executor } from '../../db/client.js';
+import type { OrganizationsTable } from '../../db/schema.js';
+
+export type OrganizationRow = Selectable<OrganizationsTable>;
+
+export interface NewOrganizationRow {
+  id: string;
+  name: string;
+  slug: string;
+  description: string | null;
+  contact_name: string | null;
+  contact_email: string | null;
+  billing_rate_per_agent: bigint;
+  currency: string;
+  parent_id: string | null;
+}
+
+export type OrganizationPatch = Partial<
+  Pick<
+    NewOrganizationRow,
+    'name' | 'slug' | 'description' | 'contact_name' | 'contact_email' | 'billing_rate_per_agent' | 'currency'
+  > & { active: boolean }
+>;
+
+export async function findOrganization(
+  db: Executor,
+  key: { id: string } | { slug: string },
+  opts: { includeDeleted?: boolean; forUpdate?: boolean } = {},
+): Promise<OrganizationRow | undefined> {
+  let q = db.selectFrom('organizations').selectAll();
+  q = 'id' in key ? q.where('id', '=', key.id) : q.where('slug', '=', key.slug);
+  if (!opts.includeDeleted) q = q.where('deleted_at', 'is', null);
+  if (opts.forUpdate) q = q.forUpdate();
+  // A deleted organization's slug may have been reused: the live one wins.
+  return q.orderBy('deleted_at', sql`desc nulls first`).limit(1).executeTakeFirst();
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+export async function findOrganizations(
+  db: Executor,
+  opts: { q: string | undefined; active: boolean | undefined; beforeId: string | undefined; limit: number },
+): Promise<OrganizationRow[]> {
+  let q = db.selectFrom('organizations').selectAll().where('deleted_at', 'is', null);
+  if (opts.q !== undefined) {
+    const pattern = `%${escapeLike(opts.q)}%`;
+    q = q.where((eb) => eb.or([eb('name', 'ilike', pattern), eb('slug', 'ilike', pattern)]));
+  }
+  if (opts.active !== undefined) q = q.where('active', '=', opts.active);
+  if (opts.beforeId !== undefined) q = q.where('id', '<', opts.beforeId);
+  return q.orderBy('id', 'desc').limit(opts.limit).execute();
+}
+
+/** Live slugs equal to `base` or of the form `base-N`. */
+export async function findSlugFamily(db: Executor, base: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('organizations')
+    .select('slug')
+    .where('deleted_at', 'is', null)
+    .where((eb) => eb.or([eb('slug', '=', base), eb('slug', '~', `^${base}-[0-9]+$`)]))
+    .execute();
+  return rows.map((r) => r.slug);
+}
+
+/** Inserts unless the slug is taken by a live organization; undefined then, and nothing written. */
+export async function insertOrganization(db: Executor, row: NewOrganizationRow): Promise<OrganizationRow | undefined> {
+  return db
+    .insertInto('organizations')
+    .values(row)
+    .onConflict((oc) => oc.column('slug').where('deleted_at', 'is', null).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function updateOrganization(db: Executor, id: string, patch: OrganizationPatch): Promise<OrganizationRow> {
+  return db
+    .updateTable('organizations')
+    .set({ ...patch, updated_at: new Date() })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function slugInUse(db: Executor, slug: string, exceptId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('organizations')
+    .select('id')
+    .where('slug', '=', slug)
+    .where('deleted_at', 'is', null)
+    .where('id', '!=', exceptId)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+export async function countSubOrganizations(db: Executor, id: string): Promise<number> {
+  const row = await db
+    .selectFrom('organizations')
+    .select((eb) => eb.fn.countAll<bigint>().as('n'))
+    .where('parent_id', '=', id)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export async function findSubOrganizationIds(db: Executor, id: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('organizations')
+    .select('id')
+    .where('parent_id', '=', id)
+    .where('deleted_at', 'is', null)
+    .orderBy('id')
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+export async function softDeleteOrganization(db: Executor, id: string): Promise<void> {
+  const now = new Date();
+  await db.updateTable('organizations').set({ deleted_at: now, updated_at: now, active: false }).where('id', '=', id).execute();
+}

@@ -1,0 +1,101 @@
+import { Type } from 'typebox';
+import { PageQuery, PageResponse } from '../../lib/pagination.js';
+import { SLUG_MAX, SLUG_PATTERN } from '../../lib/slug.js';
+
+export const CURRENCIES = ['USD', 'EUR', 'GBP', 'NGN', 'CAD', 'AUD'] as const;
+export type Currency = (typeof CURRENCIES)[number];
+
+// No control characters (PostgreSQL cannot store NUL, and none belongs in a name), not blank.
+const LINE = '^(?=[\\s\\S]*\\S)[^\\u0000-\\u001F\\u007F]*$';
+const TEXT = '^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*$';
+
+const Name = Type.String({
+  minLength: 1,
+  maxLength: 200,
+  pattern: LINE,
+  'x-message': 'must not be blank or contain control characters',
+});
+const Slug = Type.String({
+  minLength: 1,
+  maxLength: SLUG_MAX,
+  pattern: SLUG_PATTERN,
+  'x-message': 'must be lower-case letters, digits and single hyphens, e.g. "acme-labs"',
+});
+const Description = Type.String({ maxLength: 2000, pattern: TEXT, 'x-message': 'must not contain control characters' });
+const ContactName = Type.String({ maxLength: 200, pattern: LINE, 'x-message': 'must not be blank or contain control characters' });
+const ContactEmail = Type.String({ maxLength: 254, format: 'email' });
+/** A decimal string ("99.00"); a JSON number is accepted too, as the seed's own example sends one. */
+const Rate = Type.Union([Type.String({ maxLength: 40 }), Type.Number()], {
+  description: 'Monthly rate per agent, a decimal ≥ 0 with at most 6 fractional digits, e.g. "99.00"',
+});
+const CurrencySchema = Type.Union(
+  CURRENCIES.map((c) => Type.Literal(c)),
+  { description: 'ISO 4217 code' },
+);
+const Nullable = <T extends import('typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+export const CreateOrganizationBody = Type.Object(
+  {
+    name: Name,
+    slug: Type.Optional(Slug),
+    description: Type.Optional(Nullable(Description)),
+    contact_name: Type.Optional(Nullable(ContactName)),
+    contact_email: Type.Optional(Nullable(ContactEmail)),
+    billing_rate_per_agent: Type.Optional(Rate),
+    currency: Type.Optional(CurrencySchema),
+  },
+  { additionalProperties: false },
+);
+
+export const UpdateOrganizationBody = Type.Object(
+  {
+    name: Type.Optional(Name),
+    slug: Type.Optional(Slug),
+    description: Type.Optional(Nullable(Description)),
+    contact_name: Type.Optional(Nullable(ContactName)),
+    contact_email: Type.Optional(Nullable(ContactEmail)),
+    billing_rate_per_agent: Type.Optional(Rate),
+    currency: Type.Optional(CurrencySchema),
+  },
+  { additionalProperties: false },
+);
+
+export const OrganizationParams = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 100, description: 'Organization id (org_…) or slug' }),
+});
+
+export const ListOrganizationsQuery = Type.Object(
+  {
+    ...PageQuery,
+    q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Search in name and slug' })),
+    active: Type.Optional(Type.Boolean({ description: 'Only active (true) or inactive (false) organizations' })),
+  },
+  { additionalProperties: false },
+);
+
+export const AuditLogQuery = Type.Object({ ...PageQuery }, { additionalProperties: false });
+
+export const OrganizationResponse = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  slug: Type.String(),
+  description: Nullable(Type.String()),
+  contact_name: Nullable(Type.String()),
+  contact_email: Nullable(Type.String()),
+  billing_rate_per_agent: Type.String({ description: 'Decimal string, e.g. "99.00"' }),
+  currency: Type.String(),
+  active: Type.Boolean(),
+  plan: Type.String(),
+  parent_id: Nullable(Type.String()),
+  branding: Type.Record(Type.String(), Type.Unknown()),
+  is_default: Type.Boolean(),
+  created_at: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+});
+
+export const OrganizationDetailResponse = Type.Object({
+  ...OrganizationResponse.properties,
+  sub_organization_count: Type.Integer(),
+});
+
+export const OrganizationListResponse = PageResponse(OrganizationResponse);

@@ -1,0 +1,275 @@
+import type { Static } from 'typebox';
+import type { Db, Executor, Tx } from '../../db/client.js';
+import { authorize, can, type RequestContext } from '../../lib/authz.js';
+import { ID_PATTERN, newId } from '../../lib/ids.js';
+import { formatMoney, parseAmount } from '../../lib/money.js';
+import { decodeCursor, DEFAULT_LIMIT, type Page, toPage } from '../../lib/pagination.js';
+import { AppError, invalidField } from '../../lib/problem.js';
+import { slugCandidate, slugify } from '../../lib/slug.js';
+import { type AuditEventView, type AuditService, diff } from '../audit/audit.service.js';
+import * as repo from './organizations.repo.js';
+import type {
+  CreateOrganizationBody,
+  ListOrganizationsQuery,
+  OrganizationDetailResponse,
+  OrganizationResponse,
+  UpdateOrganizationBody,
+} from './organizations.schema.js';
+
+export type OrganizationView = Static<typeof OrganizationResponse>;
+export type OrganizationDetail = Static<typeof OrganizationDetailResponse>;
+type CreateInput = Static<typeof CreateOrganizationBody>;
+type UpdateInput = Static<typeof UpdateOrganizationBody>;
+
+export const DEFAULT_ORGANIZATION_SLUG = 'internal';
+const SLUG_ATTEMPTS = 8;
+
+export function toView(row: repo.OrganizationRow): OrganizationView {
+  return {
+    id: row.id,
+    name: row.name,
+    slug: row.slug,
+    description: row.description,
+    contact_name: row.contact_name,
+    contact_email: row.contact_email,
+    billing_rate_per_agent: formatMoney(row.billing_rate_per_agent),
+    currency: row.currency,
+    active: row.active,
+    plan: row.plan,
+    parent_id: row.parent_id,
+    branding: row.branding,
+    is_default: row.is_default,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+function parseRate(input: string | number | undefined): bigint | undefined {
+  if (input === undefined) return undefined;
+  const parsed = parseAmount(input);
+  if (!parsed.ok) throw invalidField('billing_rate_per_agent', parsed.reason);
+  if (parsed.micros < 0n) throw invalidField('billing_rate_per_agent', 'must not be negative');
+  return parsed.micros;
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '23505';
+}
+
+/** The smallest free `base`, `base-2`, `base-3`, ... given the live slugs of that family. */
+function freeSlug(base: string, taken: Set<string>): string {
+  for (let n = 1; ; n++) {
+    const candidate = slugCandidate(base, n);
+    if (!taken.has(candidate)) return candidate;
+  }
+}
+
+/**
+ * Organizations: creation with unique slugs, reads, updates, activation, deletion and export.
+ * Invariants: a live slug is unique; the default organization always exists; every change is
+ * audited in the transaction that makes it.
+ */
+export function createOrganizationsService(deps: { db: Db; audit: AuditService }) {
+  const { db, audit } = deps;
+
+  /** Finds an organization by id or slug; 404 when missing. */
+  async function load(
+    ex: Executor,
+    idOrSlug: string,
+    opts: { forUpdate?: boolean; includeDeleted?: boolean } = {},
+  ): Promise<repo.OrganizationRow> {
+    const key = ID_PATTERN.test(idOrSlug) ? { id: idOrSlug } : { slug: idOrSlug };
+    const row = await repo.findOrganization(ex, key, opts);
+    if (!row) throw new AppError('not_found', `No organization "${idOrSlug}"`);
+    return row;
+  }
+
+  async function insertWithGeneratedSlug(tx: Tx, row: Omit<repo.NewOrganizationRow, 'slug'>) {
+    const base = slugify(row.name) || 'org';
+    for (let attempt = 0; attempt < SLUG_ATTEMPTS; attempt++) {
+      const slug = freeSlug(base, new Set(await repo.findSlugFamily(tx, base)));
+      const inserted = await repo.insertOrganization(tx, { ...row, slug });
+      if (inserted) return inserted;
+      // Another request took that slug between our read and our insert: look again.
+    }
+    throw new AppError('slug_taken', 'Could not find a free slug; pass one explicitly');
+  }
+
+  async function mutate(
+    ctx: RequestContext,
+    idOrSlug: string,
+    permission: 'organization:update' | 'organization:toggle',
+    change: (tx: Tx, row: repo.OrganizationRow) => Promise<{ row: repo.OrganizationRow; action?: string }>,
+  ): Promise<OrganizationView> {
+    return db.transaction().execute(async (tx) => {
+      const current = await load(tx, idOrSlug, { forUpdate: true });
+      authorize(ctx, [permission], current.id);
+      const { row, action } = await change(tx, current);
+      if (action) {
+        const changes = diff(toView(current), toView(row));
+        delete changes.updated_at;
+        await audit.record(tx, ctx, {
+          organizationId: row.id,
+          action,
+          targetType: 'organization',
+          targetId: row.id,
+          changes,
+        });
+      }
+      return toView(row);
+    });
+  }
+
+  return {
+    load,
+
+    async create(ctx: RequestContext, input: CreateInput): Promise<OrganizationView> {
+      authorize(ctx, ['organization:create'], null);
+      const row = {
+        id: newId('org'),
+        name: input.name,
+        description: input.description ?? null,
+        contact_name: input.contact_name ?? null,
+        contact_email: input.contact_email ?? null,
+        billing_rate_per_agent: parseRate(input.billing_rate_per_agent) ?? 0n,
+        currency: input.currency ?? 'USD',
+        parent_id: null,
+      };
+      return db.transaction().execute(async (tx) => {
+        let created: repo.OrganizationRow | undefined;
+        if (input.slug !== undefined) {
+          created = await repo.insertOrganization(tx, { ...row, slug: input.slug });
+          if (!created)
+            throw new AppError('slug_taken', `The slug "${input.slug}" is taken`, {
+              errors: [{ field: 'slug', message: 'is already taken' }],
+            });
+        } else {
+          created = await insertWithGeneratedSlug(tx, row);
+        }
+        const view = toView(created);
+        const changes = diff({} as Record<string, unknown>, view);
+        await audit.record(tx, ctx, {
+          organizationId: created.id,
+          action: 'organization.created',
+          targetType: 'organization',
+          targetId: created.id,
+          changes,
+        });
+        return view;
+      });
+    },
+
+    async list(ctx: RequestContext, query: Static<typeof ListOrganizationsQuery>): Promise<Page<OrganizationView>> {
+      authorize(ctx, ['organization:read'], null);
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      const rows = await repo.findOrganizations(db, {
+        q: query.q,
+        active: query.active,
+        beforeId: decodeCursor(query.cursor),
+        limit: limit + 1,
+      });
+      return toPage(rows, limit, (r) => r.id, toView);
+    },
+
+    async get(ctx: RequestContext, idOrSlug: string): Promise<OrganizationDetail> {
+      const row = await load(db, idOrSlug);
+      authorize(ctx, ['organization:read'], row.id);
+      return { ...toView(row), sub_organization_count: await repo.countSubOrganizations(db, row.id) };
+    },
+
+    /** Slug changes are the operator's alone (`organization:change_slug`): clients route by slug. */
+    update(ctx: RequestContext, idOrSlug: string, input: UpdateInput): Promise<OrganizationView> {
+      return mutate(ctx, idOrSlug, 'organization:update', async (tx, current) => {
+        const patch: repo.OrganizationPatch = {};
+        if (input.name !== undefined) patch.name = input.name;
+        if (input.description !== undefined) patch.description = input.description;
+        if (input.contact_name !== undefined) patch.contact_name = input.contact_name;
+        if (input.contact_email !== undefined) patch.contact_email = input.contact_email;
+        if (input.currency !== undefined) patch.currency = input.currency;
+        const rate = parseRate(input.billing_rate_per_agent);
+        if (rate !== undefined) patch.billing_rate_per_agent = rate;
+        if (input.slug !== undefined && input.slug !== current.slug) {
+          if (!can(ctx.actor, ['organization:change_slug'], current.id))
+            throw new AppError('slug_immutable', 'Slugs are fixed after creation; ask the platform operator', {
+              errors: [{ field: 'slug', message: 'cannot be changed' }],
+            });
+          if (await repo.slugInUse(tx, input.slug, current.id))
+            throw new AppError('slug_taken', `The slug "${input.slug}" is taken`, {
+              errors: [{ field: 'slug', message: 'is already taken' }],
+            });
+          patch.slug = input.slug;
+        }
+        const changed = Object.entries(patch).some(([k, v]) => current[k as keyof typeof current] !== v);
+        if (!changed) return { row: current };
+        try {
+          return { row: await repo.updateOrganization(tx, current.id, patch), action: 'organization.updated' };
+        } catch (err) {
+          if (isUniqueViolation(err)) throw new AppError('slug_taken', `The slug "${input.slug}" is taken`);
+          throw err;
+        }
+      });
+    },
+
+    /** Flips active <-> inactive. An inactive organization's agents are suspended. */
+    toggle(ctx: RequestContext, idOrSlug: string): Promise<OrganizationView> {
+      return mutate(ctx, idOrSlug, 'organization:toggle', async (tx, current) => {
+        const row = await repo.updateOrganization(tx, current.id, { active: !current.active });
+        return { row, action: row.active ? 'organization.activated' : 'organization.deactivated' };
+      });
+    },
+
+    /**
+     * Deletes an organization. The row stays (marked deleted, slug freed) so its ledger and
+     * audit records keep their owner. Refused for the default organization and while
+     * sub-organizations are attached.
+     */
+    async remove(ctx: RequestContext, idOrSlug: string): Promise<void> {
+      await db.transaction().execute(async (tx) => {
+        const row = await load(tx, idOrSlug, { forUpdate: true });
+        authorize(ctx, ['organization:delete'], row.id);
+        if (row.is_default)
+          throw new AppError('default_organization_protected', 'The default internal organization cannot be deleted');
+        const children = await repo.countSubOrganizations(tx, row.id);
+        if (children > 0)
+          throw new AppError(
+            'organization_has_sub_organizations',
+            `Detach or delete its ${children} sub-organization(s) first`,
+            { extra: { sub_organization_count: children } },
+          );
+        await repo.softDeleteOrganization(tx, row.id);
+        await audit.record(tx, ctx, {
+          organizationId: row.id,
+          action: 'organization.deleted',
+          targetType: 'organization',
+          targetId: row.id,
+        });
+      });
+    },
+
+    /** Everything the organization owns, in one document, so its users can take their data. */
+    async exportData(ctx: RequestContext, idOrSlug: string) {
+      const row = await load(db, idOrSlug);
+      authorize(ctx, ['organization:export'], row.id);
+      return {
+        format: 'orgbase.organization-export.v1',
+        exported_at: new Date().toISOString(),
+        organization: toView(row),
+        sub_organization_ids: await repo.findSubOrganizationIds(db, row.id),
+        audit_log: await audit.exportAll(db, row.id),
+      };
+    },
+
+    /** The operator can still read a deleted organization's trail, by id. */
+    async auditLog(
+      ctx: RequestContext,
+      idOrSlug: string,
+      query: { limit?: number; cursor?: string },
+    ): Promise<Page<AuditEventView>> {
+      const row = await load(db, idOrSlug, { includeDeleted: ctx.actor.type === 'operator' });
+      authorize(ctx, ['audit_log:read'], row.id);
+      return audit.list(db, row.id, { beforeId: decodeCursor(query.cursor), limit: query.limit ?? DEFAULT_LIMIT });
+    },
+  };
+}
+
+export type OrganizationsService = ReturnType<typeof createOrganizationsService>;

@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { type App, buildApp } from '../src/app.js';
+import { createPgliteDb, createPostgresDb, type DbHandle, openPglite } from '../src/db/client.js';
+import { migrate } from '../src/db/migrate.js';
+
+export const ADMIN_TOKEN = 'test-operator-token-0123456789';
+export const onPostgres = Boolean(process.env.DATABASE_URL);
+
+/** A throwaway database on the server that DATABASE_URL names; dropped by `drop`. */
+export async function createScratchDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const base = new URL(process.env.DATABASE_URL as string);
+  const name = `orgbase_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: base.toString() });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: base.toString() });
+      await c.connect();
+      await c.query(`drop database if exists ${name} with (force)`);
+      await c.end();
+    },
+  };
+}
+
+/**
+ * A migrated database for one test file: a fresh PostgreSQL database when DATABASE_URL is
+ * set, else an in-memory PGlite loaded from the migrated template.
+ */
+export async function createTestDb(): Promise<DbHandle> {
+  if (onPostgres) {
+    const scratch = await createScratchDatabase();
+    const handle = createPostgresDb(scratch.url, 5);
+    await migrate(handle.db);
+    return {
+      ...handle,
+      close: async () => {
+        await handle.close();
+        await scratch.drop();
+      },
+    };
+  }
+  const template = readFileSync(inject('pgliteTemplate'));
+  return createPgliteDb(await openPglite('memory://', new Blob([template])));
+}
+
+export interface TestContext {
+  app: App;
+  db: DbHandle;
+  /** app.inject with the operator's token unless `headers.authorization` is given. */
+  call: (opts: InjectOptions) => Promise<LightMyRequestResponse>;
+  close: () => Promise<void>;
+}
+
+export async function createTestApp(): Promise<TestContext> {
+  const db = await createTestDb();
+  const app = await buildApp({ db, adminToken: ADMIN_TOKEN });
+  await app.ready();
+  return {
+    app,
+    db,
+    call: (opts) =>
+      app.inject({ ...opts, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...opts.headers } }),
+    close: async () => {
+      await app.close();
+      await db.close();
+    },
+  };
+}
+
+/** Row counts of every table, to prove a rejected request wrote nothing. */
+export async function tableCounts(db: DbHandle): Promise<Record<string, number>> {
+  const { rows } = await sql<{ table_name: string }>`select table_name from information_schema.tables
+    where table_schema = 'public' and table_type = 'BASE TABLE' order by table_name`.execute(db.db);
+  const counts: Record<string, number> = {};
+  for (const { table_name } of rows) {
+    const r = await sql<{ n: bigint }>`select count(*) as n from ${sql.table(table_name)}`.execute(db.db);
+    counts[table_name] = Number(r.rows[0]?.n ?? 0);
+  }
+  return counts;
+}
