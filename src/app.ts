@@ -101,7 +101,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   app.get(
     '/healthz',
-    { schema: { tags: ['health'], summary: 'The process is up', security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The process is up',
+        security: [],
+        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+      },
+    },
     async () => ({ status: 'ok' as const }),
   );
   app.get(
@@ -132,7 +139,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         reply.header('www-authenticate', 'Bearer');
         return sendProblem(
           reply,
-          new AppError('unauthenticated', match ? 'The bearer token is not valid' : 'Send Authorization: Bearer <token>'),
+          new AppError(
+            'unauthenticated',
+            match ? 'The bearer token is not valid' : 'Send Authorization: Bearer <token>',
+          ),
           req.id,
         );
       }

@@ -48,7 +48,9 @@ program
       const token = await createOperatorService({ db: db.db, adminToken: undefined }).rotate();
       process.stdout.write(`${token}\n`);
       if (config.adminToken)
-        process.stderr.write('Note: ADMIN_TOKEN is set, so the server uses it instead of the stored token.\n');
+        process.stderr.write(
+          'Note: ADMIN_TOKEN is set, so the server uses it instead of the stored token.\n',
+        );
     } finally {
       await db.close();
     }

@@ -51,12 +51,17 @@ export async function migrate(db: Db, migrations = loadMigrations()): Promise<Mi
         checksum text not null,
         applied_at timestamptz not null default now()
       )`.execute(conn);
-      const done = await conn.selectFrom('schema_migrations').select(['version', 'name', 'checksum']).execute();
+      const done = await conn
+        .selectFrom('schema_migrations')
+        .select(['version', 'name', 'checksum'])
+        .execute();
       const byVersion = new Map(done.map((m) => [m.version, m]));
       for (const m of migrations) {
         const prior = byVersion.get(m.version);
         if (prior && prior.checksum !== m.checksum)
-          throw new Error(`Migration ${m.version}_${m.name} was changed after it was applied; add a new one instead`);
+          throw new Error(
+            `Migration ${m.version}_${m.name} was changed after it was applied; add a new one instead`,
+          );
       }
       const applied: string[] = [];
       for (const m of migrations) {

@@ -33,7 +33,11 @@ export function can(actor: Actor, permissions: Permission[], _organizationId: st
  * Throws unless the actor holds every permission. An organization the actor cannot see at all
  * answers 404 (no existence leak); one it sees but may not act on answers 403.
  */
-export function authorize(ctx: RequestContext, permissions: Permission[], organizationId: string | null): void {
+export function authorize(
+  ctx: RequestContext,
+  permissions: Permission[],
+  organizationId: string | null,
+): void {
   if (can(ctx.actor, permissions, organizationId)) return;
   if (organizationId !== null && !can(ctx.actor, ['organization:read'], organizationId))
     throw new AppError('not_found', 'No such organization');

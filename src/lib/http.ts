@@ -112,7 +112,10 @@ export function installJsonParser(app: FastifyInstance): void {
       try {
         done(null, secureJson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' }));
       } catch (err) {
-        done(new AppError('invalid_json', `The body is not valid JSON: ${(err as Error).message}`), undefined);
+        done(
+          new AppError('invalid_json', `The body is not valid JSON: ${(err as Error).message}`),
+          undefined,
+        );
       }
     },
   );
@@ -138,7 +141,9 @@ function fromFastifyError(err: FastifyError): AppError | undefined {
   }
   if (err.validation) {
     const errors = toFieldErrors(err.validation as ErrorObject[]);
-    return new AppError('validation_failed', errors.map((e) => `${e.field}: ${e.message}`).join('; '), { errors });
+    return new AppError('validation_failed', errors.map((e) => `${e.field}: ${e.message}`).join('; '), {
+      errors,
+    });
   }
   if (err.statusCode === 429) return new AppError('rate_limited', err.message);
   if (err.statusCode === 413) return new AppError('payload_too_large', err.message);
@@ -163,9 +168,17 @@ export function installErrorHandling(app: FastifyInstance): void {
       return sendProblem(reply, known, req.id);
     }
     req.log.error({ err: error }, 'unexpected error');
-    return sendProblem(reply, new AppError('internal_error', 'Something went wrong on our side; quote the request id'), req.id);
+    return sendProblem(
+      reply,
+      new AppError('internal_error', 'Something went wrong on our side; quote the request id'),
+      req.id,
+    );
   });
   app.setNotFoundHandler((req, reply) =>
-    sendProblem(reply, new AppError('route_not_found', `No route for ${req.method} ${req.url.split('?')[0]}`), req.id),
+    sendProblem(
+      reply,
+      new AppError('route_not_found', `No route for ${req.method} ${req.url.split('?')[0]}`),
+      req.id,
+    ),
   );
 }

@@ -27,7 +27,8 @@ export function decodeCursor(cursor: string | undefined): string | undefined {
   if (cursor === undefined || cursor === '') return undefined;
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (parsed && typeof parsed === 'object' && 'k' in parsed && typeof parsed.k === 'string') return parsed.k;
+    if (parsed && typeof parsed === 'object' && 'k' in parsed && typeof parsed.k === 'string')
+      return parsed.k;
   } catch {
     // fall through to the 400 below
   }

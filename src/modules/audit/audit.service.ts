@@ -56,7 +56,8 @@ export function diff<T extends Record<string, unknown>>(before: T, after: Partia
   const changes: Changes = {};
   for (const [field, value] of Object.entries(after)) {
     if (value === undefined) continue;
-    if (JSON.stringify(before[field]) !== JSON.stringify(value)) changes[field] = { before: before[field], after: value };
+    if (JSON.stringify(before[field]) !== JSON.stringify(value))
+      changes[field] = { before: before[field] ?? null, after: value };
   }
   return changes;
 }
@@ -87,7 +88,10 @@ export function createAuditService() {
       organizationId: string,
       page: { beforeId: string | undefined; limit: number },
     ): Promise<Page<AuditEventView>> {
-      const rows = await findAuditEvents(db, organizationId, { beforeId: page.beforeId, limit: page.limit + 1 });
+      const rows = await findAuditEvents(db, organizationId, {
+        beforeId: page.beforeId,
+        limit: page.limit + 1,
+      });
       return toPage(rows, page.limit, (r) => r.id, view);
     },
 

@@ -37,8 +37,15 @@ export function createOperatorService(deps: { db: Db; adminToken: string | undef
   async function issue(): Promise<string> {
     const token = `obo_${randomBytes(32).toString('base64url')}`;
     await deps.db.transaction().execute(async (tx) => {
-      await tx.updateTable('operator_credentials').set({ revoked_at: new Date() }).where('revoked_at', 'is', null).execute();
-      await tx.insertInto('operator_credentials').values({ id: newId('opc'), token_hash: hashToken(token) }).execute();
+      await tx
+        .updateTable('operator_credentials')
+        .set({ revoked_at: new Date() })
+        .where('revoked_at', 'is', null)
+        .execute();
+      await tx
+        .insertInto('operator_credentials')
+        .values({ id: newId('opc'), token_hash: hashToken(token) })
+        .execute();
     });
     cached = undefined;
     return token;

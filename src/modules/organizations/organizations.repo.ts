@@ -66,7 +66,10 @@ export async function findSlugFamily(db: Executor, base: string): Promise<string
 }
 
 /** Inserts unless the slug is taken by a live organization; undefined then, and nothing written. */
-export async function insertOrganization(db: Executor, row: NewOrganizationRow): Promise<OrganizationRow | undefined> {
+export async function insertOrganization(
+  db: Executor,
+  row: NewOrganizationRow,
+): Promise<OrganizationRow | undefined> {
   return db
     .insertInto('organizations')
     .values(row)
@@ -75,7 +78,11 @@ export async function insertOrganization(db: Executor, row: NewOrganizationRow):
     .executeTakeFirst();
 }
 
-export async function updateOrganization(db: Executor, id: string, patch: OrganizationPatch): Promise<OrganizationRow> {
+export async function updateOrganization(
+  db: Executor,
+  id: string,
+  patch: OrganizationPatch,
+): Promise<OrganizationRow> {
   return db
     .updateTable('organizations')
     .set({ ...patch, updated_at: new Date() })
@@ -118,5 +125,9 @@ export async function findSubOrganizationIds(db: Executor, id: string): Promise<
 
 export async function softDeleteOrganization(db: Executor, id: string): Promise<void> {
   const now = new Date();
-  await db.updateTable('organizations').set({ deleted_at: now, updated_at: now, active: false }).where('id', '=', id).execute();
+  await db
+    .updateTable('organizations')
+    .set({ deleted_at: now, updated_at: now, active: false })
+    .where('id', '=', id)
+    .execute();
 }

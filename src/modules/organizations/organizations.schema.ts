@@ -21,8 +21,16 @@ const Slug = Type.String({
   pattern: SLUG_PATTERN,
   'x-message': 'must be lower-case letters, digits and single hyphens, e.g. "acme-labs"',
 });
-const Description = Type.String({ maxLength: 2000, pattern: TEXT, 'x-message': 'must not contain control characters' });
-const ContactName = Type.String({ maxLength: 200, pattern: LINE, 'x-message': 'must not be blank or contain control characters' });
+const Description = Type.String({
+  maxLength: 2000,
+  pattern: TEXT,
+  'x-message': 'must not contain control characters',
+});
+const ContactName = Type.String({
+  maxLength: 200,
+  pattern: LINE,
+  'x-message': 'must not be blank or contain control characters',
+});
 const ContactEmail = Type.String({ maxLength: 254, format: 'email' });
 /** A decimal string ("99.00"); a JSON number is accepted too, as the seed's own example sends one. */
 const Rate = Type.Union([Type.String({ maxLength: 40 }), Type.Number()], {
@@ -68,7 +76,9 @@ export const ListOrganizationsQuery = Type.Object(
   {
     ...PageQuery,
     q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Search in name and slug' })),
-    active: Type.Optional(Type.Boolean({ description: 'Only active (true) or inactive (false) organizations' })),
+    active: Type.Optional(
+      Type.Boolean({ description: 'Only active (true) or inactive (false) organizations' }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -3,7 +3,7 @@ import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, can, type RequestContext } from '../../lib/authz.js';
 import { ID_PATTERN, newId } from '../../lib/ids.js';
 import { formatMoney, parseAmount } from '../../lib/money.js';
-import { decodeCursor, DEFAULT_LIMIT, type Page, toPage } from '../../lib/pagination.js';
+import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import { slugCandidate, slugify } from '../../lib/slug.js';
 import { type AuditEventView, type AuditService, diff } from '../audit/audit.service.js';
@@ -159,7 +159,10 @@ export function createOrganizationsService(deps: { db: Db; audit: AuditService }
       });
     },
 
-    async list(ctx: RequestContext, query: Static<typeof ListOrganizationsQuery>): Promise<Page<OrganizationView>> {
+    async list(
+      ctx: RequestContext,
+      query: Static<typeof ListOrganizationsQuery>,
+    ): Promise<Page<OrganizationView>> {
       authorize(ctx, ['organization:read'], null);
       const limit = query.limit ?? DEFAULT_LIMIT;
       const rows = await repo.findOrganizations(db, {
@@ -190,9 +193,13 @@ export function createOrganizationsService(deps: { db: Db; audit: AuditService }
         if (rate !== undefined) patch.billing_rate_per_agent = rate;
         if (input.slug !== undefined && input.slug !== current.slug) {
           if (!can(ctx.actor, ['organization:change_slug'], current.id))
-            throw new AppError('slug_immutable', 'Slugs are fixed after creation; ask the platform operator', {
-              errors: [{ field: 'slug', message: 'cannot be changed' }],
-            });
+            throw new AppError(
+              'slug_immutable',
+              'Slugs are fixed after creation; ask the platform operator',
+              {
+                errors: [{ field: 'slug', message: 'cannot be changed' }],
+              },
+            );
           if (await repo.slugInUse(tx, input.slug, current.id))
             throw new AppError('slug_taken', `The slug "${input.slug}" is taken`, {
               errors: [{ field: 'slug', message: 'is already taken' }],
@@ -202,7 +209,10 @@ export function createOrganizationsService(deps: { db: Db; audit: AuditService }
         const changed = Object.entries(patch).some(([k, v]) => current[k as keyof typeof current] !== v);
         if (!changed) return { row: current };
         try {
-          return { row: await repo.updateOrganization(tx, current.id, patch), action: 'organization.updated' };
+          return {
+            row: await repo.updateOrganization(tx, current.id, patch),
+            action: 'organization.updated',
+          };
         } catch (err) {
           if (isUniqueViolation(err)) throw new AppError('slug_taken', `The slug "${input.slug}" is taken`);
           throw err;
@@ -228,7 +238,10 @@ export function createOrganizationsService(deps: { db: Db; audit: AuditService }
         const row = await load(tx, idOrSlug, { forUpdate: true });
         authorize(ctx, ['organization:delete'], row.id);
         if (row.is_default)
-          throw new AppError('default_organization_protected', 'The default internal organization cannot be deleted');
+          throw new AppError(
+            'default_organization_protected',
+            'The default internal organization cannot be deleted',
+          );
         const children = await repo.countSubOrganizations(tx, row.id);
         if (children > 0)
           throw new AppError(
@@ -267,7 +280,10 @@ export function createOrganizationsService(deps: { db: Db; audit: AuditService }
     ): Promise<Page<AuditEventView>> {
       const row = await load(db, idOrSlug, { includeDeleted: ctx.actor.type === 'operator' });
       authorize(ctx, ['audit_log:read'], row.id);
-      return audit.list(db, row.id, { beforeId: decodeCursor(query.cursor), limit: query.limit ?? DEFAULT_LIMIT });
+      return audit.list(db, row.id, {
+        beforeId: decodeCursor(query.cursor),
+        limit: query.limit ?? DEFAULT_LIMIT,
+      });
     },
   };
 }
