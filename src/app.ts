@@ -69,6 +69,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     ajv: { customOptions: { strict: false } },
+    // Errors Fastify raises before routing (a malformed URL) still leave as problem+json.
+    frameworkErrors: (err, req, reply) => {
+      reply.header(REQUEST_ID_HEADER, req.id);
+      sendProblem(reply, new AppError('validation_failed', `The request URL is malformed: ${err.message}`), req.id);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const services = wireServices(deps);

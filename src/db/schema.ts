@@ -54,4 +54,77 @@ export interface Database {
   audit_events: AuditEventsTable;
   operator_credentials: OperatorCredentialsTable;
   schema_migrations: SchemaMigrationsTable;
+  ledger_accounts: LedgerAccountsTable;
+  ledger_transactions: LedgerTransactionsTable;
+  idempotency_records: IdempotencyRecordsTable;
+  ledger_holds: LedgerHoldsTable;
+  top_ups: TopUpsTable;
+}
+
+export interface LedgerAccountsTable {
+  organization_id: string;
+  code: string;
+  balance: ColumnType<bigint, bigint | undefined, bigint>;
+  overdraft_enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  overdraft_limit: ColumnType<bigint, bigint | undefined, bigint>;
+  monthly_spending_limit: bigint | null;
+  spend_month: ColumnType<string, string | undefined, string>;
+  month_spend: ColumnType<bigint, bigint | undefined, bigint>;
+  auto_recharge_enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  auto_recharge_threshold: ColumnType<bigint, bigint | undefined, bigint>;
+  auto_recharge_amount: ColumnType<bigint, bigint | undefined, bigint>;
+  auto_recharge_payment_method: string | null;
+  updated_at: UpdatedAt;
+}
+
+export interface LedgerTransactionsTable {
+  organization_id: string;
+  id: string;
+  type: string;
+  amount: bigint;
+  entry_accounts: string[];
+  entry_amounts: bigint[];
+  balance_after: bigint;
+  description: string | null;
+  actor_type: string;
+  actor_id: string | null;
+  metadata: ColumnType<Record<string, unknown>, string, never>;
+  related_id: string | null;
+  created_at: CreatedAt;
+}
+
+export interface IdempotencyRecordsTable {
+  organization_id: string;
+  key: string;
+  fingerprint: string;
+  status_code: number;
+  response: ColumnType<unknown, string, never>;
+  created_at: CreatedAt;
+}
+
+export interface LedgerHoldsTable {
+  organization_id: string;
+  id: string;
+  amount: bigint;
+  captured_amount: ColumnType<bigint, bigint | undefined, bigint>;
+  status: ColumnType<string, string | undefined, string>;
+  description: string | null;
+  metadata: ColumnType<Record<string, unknown>, string | undefined, never>;
+  expires_at: Date;
+  created_at: CreatedAt;
+  closed_at: Date | null;
+}
+
+export interface TopUpsTable {
+  organization_id: string;
+  id: string;
+  amount: bigint;
+  status: ColumnType<string, string | undefined, string>;
+  reason: string;
+  provider: string;
+  payment_method: string | null;
+  external_id: string | null;
+  transaction_id: string | null;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
 }

@@ -104,7 +104,7 @@ export function installValidation(app: FastifyInstance): void {
 export function installJsonParser(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(
-    /^application\/(?:[a-z0-9.+-]*\+)?json$/i,
+    /^application\/(?:[a-z0-9.+-]*\+)?json\s*(?:;.*)?$/i,
     { parseAs: 'string' },
     (_req, body, done) => {
       const text = String(body);

@@ -13,16 +13,16 @@ const FOLD: Record<string, string> = {
   ł: 'l',
   þ: 'th',
   ı: 'i',
+  ħ: 'h',
+  ŋ: 'ng',
   '&': ' and ',
 };
 
 /** "Café Zürich" -> "cafe-zurich". Empty when the name has no Latin letters or digits. */
 export function slugify(name: string): string {
-  const folded = name
-    .toLowerCase()
-    .replace(/[ßæœøđðłþı&]/g, (c) => FOLD[c] ?? c)
-    .normalize('NFKD')
-    .replace(/\p{M}+/gu, '');
+  // Fold before and after decomposition: "Ǿ" only becomes "ø" once its accent is removed.
+  const fold = (s: string) => s.replace(/[ßæœøđðłþıħŋ&]/g, (c) => FOLD[c] ?? c);
+  const folded = fold(fold(name.toLowerCase()).normalize('NFKD').replace(/\p{M}+/gu, ''));
   return folded
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+|-+$/g, '')
