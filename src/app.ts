@@ -16,6 +16,9 @@ import {
 } from './lib/http.js';
 import { AppError } from './lib/problem.js';
 import { createAuditService } from './modules/audit/audit.service.js';
+import { ledgerRoutes } from './modules/ledger/ledger.routes.js';
+import { createLedgerService, type LedgerService } from './modules/ledger/ledger.service.js';
+import { createInvoiceProvider, type PaymentProvider } from './modules/ledger/payments.js';
 import { createOperatorService, type OperatorService } from './modules/operator/operator.service.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
 import {
@@ -36,11 +39,16 @@ export interface AppDeps {
   logger?: FastifyServerOptions['logger'];
   /** Largest accepted request body, in bytes. */
   bodyLimit?: number;
+  /** Where top-up money comes from; the embedded invoice provider by default. */
+  payments?: PaymentProvider;
+  /** Run the hold-expiry and top-up workers on a timer (the server does; tests drive them). */
+  workers?: boolean;
 }
 
 export interface Services {
   operator: OperatorService;
   organizations: OrganizationsService;
+  ledger: LedgerService;
 }
 
 export type App = FastifyInstance & { services: Services };
@@ -51,9 +59,17 @@ const BEARER = /^Bearer\s+(\S+)$/i;
 function wireServices(deps: AppDeps): Services {
   const db = deps.db.db;
   const audit = createAuditService();
+  const organizations = createOrganizationsService({ db, audit });
   return {
     operator: createOperatorService({ db, adminToken: deps.adminToken }),
-    organizations: createOrganizationsService({ db, audit }),
+    organizations,
+    ledger: createLedgerService({
+      db,
+      organizations,
+      payments: deps.payments ?? createInvoiceProvider(),
+      // PGlite has one connection; on PostgreSQL a few lanes overlap commits.
+      lanes: deps.db.kind === 'pglite' ? 1 : 4,
+    }),
   };
 }
 
@@ -72,7 +88,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     // Errors Fastify raises before routing (a malformed URL) still leave as problem+json.
     frameworkErrors: (err, req, reply) => {
       reply.header(REQUEST_ID_HEADER, req.id);
-      sendProblem(reply, new AppError('validation_failed', `The request URL is malformed: ${err.message}`), req.id);
+      sendProblem(
+        reply,
+        new AppError('validation_failed', `The request URL is malformed: ${err.message}`),
+        req.id,
+      );
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -154,7 +174,20 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       req.ctx = { actor, requestId: req.id };
     });
     await api.register(organizationsRoutes(services.organizations));
+    await api.register(ledgerRoutes(services.ledger));
   });
+
+  if (deps.workers) {
+    // Every process runs them; the ledger's row locks make concurrent runs safe.
+    const timer = setInterval(() => {
+      services.ledger.expireDueHolds().catch((err: unknown) => app.log.error({ err }, 'hold expiry failed'));
+      services.ledger
+        .startPendingTopUps()
+        .catch((err: unknown) => app.log.error({ err }, 'top-up start failed'));
+    }, 1000);
+    timer.unref();
+    app.addHook('onClose', async () => clearInterval(timer));
+  }
 
   const decorated = app as unknown as App;
   decorated.decorate('services', services);

@@ -12,7 +12,12 @@ export async function serve(config: Config): Promise<void> {
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   try {
     const migrated = await migrate(db.db);
-    app = await buildApp({ db, adminToken: config.adminToken, logger: { level: config.logLevel } });
+    app = await buildApp({
+      db,
+      adminToken: config.adminToken,
+      logger: { level: config.logLevel },
+      workers: true,
+    });
     for (const name of migrated.applied) app.log.info({ migration: name }, 'migration applied');
     const { generatedToken } = await app.services.operator.bootstrap();
     if (generatedToken) {
@@ -36,7 +41,14 @@ export async function serve(config: Config): Promise<void> {
     app?.log.info({ signal }, 'shutting down');
     const timer = setTimeout(() => process.exit(1), 30_000);
     timer.unref();
-    await app?.close();
+    if (app) {
+      const closing = app.close();
+      // A keep-alive connection whose request was in flight at close becomes idle only
+      // afterwards; close such connections as they go idle instead of waiting for their timeout.
+      const sweep = setInterval(() => app?.server.closeIdleConnections(), 50);
+      await closing;
+      clearInterval(sweep);
+    }
     await db.close();
     process.exit(0);
   };

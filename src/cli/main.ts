@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { buildApp } from '../app.js';
 import { createDb } from '../db/client.js';
 import { migrate } from '../db/migrate.js';
 import { loadConfigOrExit, serve } from '../main.js';
@@ -51,6 +52,36 @@ program
         process.stderr.write(
           'Note: ADMIN_TOKEN is set, so the server uses it instead of the stored token.\n',
         );
+    } finally {
+      await db.close();
+    }
+  });
+
+program
+  .command('ledger')
+  .description('Ledger maintenance')
+  .command('verify')
+  .description(
+    'Check that every transaction sums to zero and every balance equals its entries; exit 1 if not',
+  )
+  .action(async () => {
+    const config = loadConfigOrExit();
+    const db = await createDb(config);
+    try {
+      const app = await buildApp({ db, adminToken: undefined });
+      const report = await app.services.ledger.verify({
+        actor: { type: 'operator', id: 'cli' },
+        requestId: 'cli',
+      });
+      process.stdout.write(
+        `${report.transactions} transactions, ${report.accounts} accounts: ${report.ok ? 'OK' : `${report.violations.length} violation(s)`}\n`,
+      );
+      for (const v of report.violations)
+        process.stdout.write(
+          `  ${v.kind} ${v.organization_id} ${v.subject}: expected ${v.expected}, found ${v.actual}\n`,
+        );
+      await app.close();
+      if (!report.ok) process.exitCode = 1;
     } finally {
       await db.close();
     }

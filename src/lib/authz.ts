@@ -7,6 +7,9 @@ import { AppError } from './problem.js';
 export const PERMISSIONS = {
   organization: ['read', 'create', 'update', 'delete', 'toggle', 'export', 'change_slug'],
   audit_log: ['read'],
+  credits: ['read', 'add', 'deduct', 'transfer', 'settings'],
+  top_ups: ['mark_paid'],
+  ledger: ['verify'],
 } as const;
 
 type Catalogue = typeof PERMISSIONS;

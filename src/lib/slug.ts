@@ -22,7 +22,11 @@ const FOLD: Record<string, string> = {
 export function slugify(name: string): string {
   // Fold before and after decomposition: "Ǿ" only becomes "ø" once its accent is removed.
   const fold = (s: string) => s.replace(/[ßæœøđðłþıħŋ&]/g, (c) => FOLD[c] ?? c);
-  const folded = fold(fold(name.toLowerCase()).normalize('NFKD').replace(/\p{M}+/gu, ''));
+  const folded = fold(
+    fold(name.toLowerCase())
+      .normalize('NFKD')
+      .replace(/\p{M}+/gu, ''),
+  );
   return folded
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+|-+$/g, '')

@@ -131,3 +131,14 @@ export async function softDeleteOrganization(db: Executor, id: string): Promise<
     .where('id', '=', id)
     .execute();
 }
+
+export async function findLiveStates(db: Executor, ids: string[]): Promise<Map<string, { active: boolean }>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('organizations')
+    .select(['id', 'active'])
+    .where('id', 'in', ids)
+    .where('deleted_at', 'is', null)
+    .execute();
+  return new Map(rows.map((r) => [r.id, { active: r.active }]));
+}

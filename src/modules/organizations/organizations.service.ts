@@ -123,6 +123,9 @@ export function createOrganizationsService(deps: { db: Db; audit: AuditService }
   return {
     load,
 
+    /** Which of `ids` are live organizations, and whether each is active (for the ledger's hot path). */
+    liveStates: (ex: Executor, ids: string[]) => repo.findLiveStates(ex, ids),
+
     async create(ctx: RequestContext, input: CreateInput): Promise<OrganizationView> {
       authorize(ctx, ['organization:create'], null);
       const row = {

@@ -1,0 +1,117 @@
+/**
+ * The ledger's rules as pure functions over in-memory account state: no I/O, so every
+ * decision is exact, ordered, and testable by properties. The engine loads and locks the
+ * rows, runs these, and writes the outcome in the same database transaction.
+ */
+import type { ErrorCode } from '../../lib/problem.js';
+
+export const CREDITS = 'credits';
+export const HELD = 'held';
+export const SYSTEM = {
+  topUps: 'sys:top_ups',
+  usage: 'sys:usage',
+  adjustments: 'sys:adjustments',
+  transfers: 'sys:transfers',
+} as const;
+
+export type TransactionType =
+  | 'top_up'
+  | 'adjustment_credit'
+  | 'deduction'
+  | 'usage'
+  | 'hold'
+  | 'capture'
+  | 'release'
+  | 'expiry'
+  | 'transfer_out'
+  | 'transfer_in';
+
+export const TRANSACTION_TYPES: readonly TransactionType[] = [
+  'top_up',
+  'adjustment_credit',
+  'deduction',
+  'usage',
+  'hold',
+  'capture',
+  'release',
+  'expiry',
+  'transfer_out',
+  'transfer_in',
+];
+
+export interface CreditState {
+  organizationId: string;
+  active: boolean;
+  balance: bigint;
+  overdraftEnabled: boolean;
+  overdraftLimit: bigint;
+  monthlySpendingLimit: bigint | null;
+  spendMonth: string;
+  monthSpend: bigint;
+  autoRechargeEnabled: boolean;
+  autoRechargeThreshold: bigint;
+  autoRechargeAmount: bigint;
+  autoRechargePaymentMethod: string | null;
+}
+
+/** Calendar month in UTC, e.g. "2026-11": spending limits reset when it changes. */
+export function monthOf(date: Date): string {
+  return date.toISOString().slice(0, 7);
+}
+
+export function spentThisMonth(s: CreditState, month: string): bigint {
+  return s.spendMonth === month ? s.monthSpend : 0n;
+}
+
+/** The lowest balance a debit may leave: zero, or minus the overdraft limit when enabled. */
+export function floorOf(s: CreditState): bigint {
+  return s.overdraftEnabled ? -s.overdraftLimit : 0n;
+}
+
+export type Refusal = { code: ErrorCode; detail: string };
+
+/**
+ * Whether `amount` may leave `credits` now. `countsAsSpend` applies the monthly limit.
+ * Order of checks: inactive, then balance, then the spending limit.
+ */
+export function checkDebit(
+  s: CreditState,
+  amount: bigint,
+  month: string,
+  countsAsSpend: boolean,
+  format: (m: bigint) => string,
+): Refusal | null {
+  if (!s.active)
+    return { code: 'organization_inactive', detail: 'The organization is inactive and cannot spend' };
+  const floor = floorOf(s);
+  if (s.balance - amount < floor)
+    return {
+      code: 'insufficient_credits',
+      detail: `Needs ${format(amount)} but only ${format(s.balance - floor)} can be spent`,
+    };
+  if (countsAsSpend && s.monthlySpendingLimit !== null) {
+    const spent = spentThisMonth(s, month);
+    if (spent + amount > s.monthlySpendingLimit)
+      return {
+        code: 'spending_limit_exceeded',
+        detail: `This month's spend would reach ${format(spent + amount)}, over the limit of ${format(s.monthlySpendingLimit)}`,
+      };
+  }
+  return null;
+}
+
+/** Adds to this calendar month's spend (deductions, usage and captures spend; holds do not yet). */
+export function recordSpend(s: CreditState, amount: bigint, month: string): void {
+  s.monthSpend = spentThisMonth(s, month) + amount;
+  s.spendMonth = month;
+}
+
+/** True when this change took the balance from at/above the threshold to below it. */
+export function crossedRechargeThreshold(s: CreditState, before: bigint): boolean {
+  return (
+    s.autoRechargeEnabled &&
+    s.autoRechargeAmount > 0n &&
+    before >= s.autoRechargeThreshold &&
+    s.balance < s.autoRechargeThreshold
+  );
+}
