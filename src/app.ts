@@ -23,6 +23,7 @@ import { createOperatorService, type OperatorService } from './modules/operator/
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
 import {
   createOrganizationsService,
+  type OrganizationLifecycle,
   type OrganizationsService,
 } from './modules/organizations/organizations.service.js';
 
@@ -59,18 +60,17 @@ const BEARER = /^Bearer\s+(\S+)$/i;
 function wireServices(deps: AppDeps): Services {
   const db = deps.db.db;
   const audit = createAuditService();
-  const organizations = createOrganizationsService({ db, audit });
-  return {
-    operator: createOperatorService({ db, adminToken: deps.adminToken }),
+  const lifecycle: OrganizationLifecycle = { created: [] };
+  const organizations = createOrganizationsService({ db, audit, lifecycle });
+  const ledger = createLedgerService({
+    db,
     organizations,
-    ledger: createLedgerService({
-      db,
-      organizations,
-      payments: deps.payments ?? createInvoiceProvider(),
-      // PGlite has one connection; on PostgreSQL a few lanes overlap commits.
-      lanes: deps.db.kind === 'pglite' ? 1 : 4,
-    }),
-  };
+    payments: deps.payments ?? createInvoiceProvider(),
+    // PGlite has one connection; on PostgreSQL a few lanes overlap commits.
+    lanes: deps.db.kind === 'pglite' ? 1 : 4,
+  });
+  lifecycle.created.push(ledger.openAccount);
+  return { operator: createOperatorService({ db, adminToken: deps.adminToken }), organizations, ledger };
 }
 
 /**
@@ -103,6 +103,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header(REQUEST_ID_HEADER, req.id);
+  });
+  // A POST or PATCH without a body is an empty object: its schema then names what is missing.
+  app.addHook('preValidation', async (req) => {
+    if (req.body === undefined && (req.method === 'POST' || req.method === 'PATCH')) req.body = {};
   });
 
   await app.register(swagger, {

@@ -88,3 +88,6 @@ CREATE TABLE top_ups (
 );
 -- Never two automatic top-ups in flight for one organization.
 CREATE UNIQUE INDEX top_ups_one_pending_auto ON top_ups (organization_id) WHERE status = 'pending' AND reason = 'auto_recharge';
+
+-- Every organization has its credits account from creation on; these are the ones that exist already.
+INSERT INTO ledger_accounts (organization_id, code) SELECT id, 'credits' FROM organizations ON CONFLICT DO NOTHING;

@@ -142,7 +142,6 @@ interface Pending {
  */
 export function createLedgerEngine(deps: EngineDeps) {
   const lanes = Array.from({ length: deps.lanes }, () => ({ queue: [] as Pending[], running: false }));
-  const knownAccounts = new Set<string>();
 
   function laneOf(organizationId: string) {
     let h = 0;
@@ -155,8 +154,6 @@ export function createLedgerEngine(deps: EngineDeps) {
       const ids = [...new Set(ops.flatMap((o) => o.organizationIds))].sort();
       const live = await deps.organizationStates(tx, ids);
       const liveIds = ids.filter((id) => live.has(id));
-      const missing = liveIds.filter((id) => !knownAccounts.has(id));
-      if (missing.length) await repo.insertCreditAccounts(tx, missing);
       const active = new Map([...live].map(([id, s]) => [id, s.active]));
       const states = await repo.lockCreditAccounts(tx, liveIds, active);
       const keyed = ops.filter((o) => o.idempotency && live.has(o.organizationIds[0] as string));
@@ -172,6 +169,7 @@ export function createLedgerEngine(deps: EngineDeps) {
       const records: repo.IdempotencyRecord[] = [];
       const results: OpResult[] = [];
       for (const op of ops) {
+        // Live organizations have had their account since creation.
         const missingOrg = op.organizationIds.find((id) => !states.has(id));
         if (missingOrg) {
           results.push(refusal('not_found', `No organization "${missingOrg}"`, op.requestId));
@@ -225,7 +223,6 @@ export function createLedgerEngine(deps: EngineDeps) {
       for (const s of book.recharge) await deps.onRecharge(tx, s, { type: 'operator', id: 'auto_recharge' });
       // Another process applied one of these keys since we looked: start over, and replay it.
       if ((await repo.insertIdempotencyRecords(tx, records)) !== records.length) throw new Retry();
-      for (const id of missing) knownAccounts.add(id);
       return results;
     });
   }

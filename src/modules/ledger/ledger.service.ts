@@ -286,6 +286,9 @@ export function createLedgerService(deps: LedgerDeps) {
   return {
     engine,
 
+    /** Opens the organization's credits account; run when the organization is created. */
+    openAccount: (tx: Tx, organizationId: string) => repo.insertCreditAccounts(tx, [organizationId]),
+
     /** Credits an organization (a manual top-up). Inactive organizations can still receive credits. */
     async addCredits(
       ctx: RequestContext,
@@ -462,7 +465,6 @@ export function createLedgerService(deps: LedgerDeps) {
         if (ar.payment_method !== undefined) policy.auto_recharge_payment_method = ar.payment_method;
       }
       await db.transaction().execute(async (tx) => {
-        await repo.insertCreditAccounts(tx, [org.id]);
         const [current] = [...(await repo.lockCreditAccounts(tx, [org.id], new Map())).values()];
         if (ar?.enabled && (policy.auto_recharge_amount ?? current?.autoRechargeAmount ?? 0n) <= 0n)
           throw invalidField('auto_recharge.amount', 'is required to enable auto-recharge');

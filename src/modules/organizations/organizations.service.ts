@@ -69,8 +69,18 @@ function freeSlug(base: string, taken: Set<string>): string {
  * Invariants: a live slug is unique; the default organization always exists; every change is
  * audited in the transaction that makes it.
  */
-export function createOrganizationsService(deps: { db: Db; audit: AuditService }) {
+export interface OrganizationLifecycle {
+  /** Run in the creating transaction, so that what other modules keep per organization exists with it. */
+  created: Array<(tx: Tx, organizationId: string) => Promise<void>>;
+}
+
+export function createOrganizationsService(deps: {
+  db: Db;
+  audit: AuditService;
+  lifecycle?: OrganizationLifecycle;
+}) {
   const { db, audit } = deps;
+  const lifecycle = deps.lifecycle ?? { created: [] };
 
   /** Finds an organization by id or slug; 404 when missing. */
   async function load(
@@ -149,6 +159,7 @@ export function createOrganizationsService(deps: { db: Db; audit: AuditService }
         } else {
           created = await insertWithGeneratedSlug(tx, row);
         }
+        for (const hook of lifecycle.created) await hook(tx, created.id);
         const view = toView(created);
         const changes = diff({} as Record<string, unknown>, view);
         await audit.record(tx, ctx, {
