@@ -816,7 +816,11 @@ export function createLedgerService(deps: LedgerDeps) {
         repo.findInvariantViolations(db),
         repo.countLedger(db),
       ]);
-      return { ok: violations.length === 0, ...counts, violations };
+      return {
+        ok: violations.length === 0,
+        ...counts,
+        violations: violations.map((v) => ({ ...v, expected: fmt(BigInt(v.expected)), actual: fmt(BigInt(v.actual)) })),
+      };
     },
 
     /** The operator confirms an invoice was paid: the organization is credited, once. */
