@@ -512,17 +512,34 @@ describe('GET /api/ledger/verify', () => {
   it('finds a balance that does not equal its entries, and an unbalanced transaction', async () => {
     const org = await newOrg('5');
     const { sql } = await import('kysely');
-    await sql`update ledger_accounts set balance = balance + 1 where organization_id = ${org} and code = 'credits'`.execute(t.db.db);
+    await sql`update ledger_accounts set balance = balance + 1 where organization_id = ${org} and code = 'credits'`.execute(
+      t.db.db,
+    );
     let report = (await t.call({ method: 'GET', url: '/api/ledger/verify' })).json();
     expect(report.ok).toBe(false);
     expect(report.violations).toEqual([
-      { kind: 'balance_mismatch', organization_id: org, subject: 'credits', expected: '5', actual: '5.000001' },
+      {
+        kind: 'balance_mismatch',
+        organization_id: org,
+        subject: 'credits',
+        expected: '5',
+        actual: '5.000001',
+      },
     ]);
-    await sql`update ledger_accounts set balance = balance - 1 where organization_id = ${org} and code = 'credits'`.execute(t.db.db);
-    await sql`update ledger_transactions set entry_amounts = array[-5000000, 5000001]::bigint[] where organization_id = ${org}`.execute(t.db.db);
+    await sql`update ledger_accounts set balance = balance - 1 where organization_id = ${org} and code = 'credits'`.execute(
+      t.db.db,
+    );
+    await sql`update ledger_transactions set entry_amounts = array[-5000000, 5000001]::bigint[] where organization_id = ${org}`.execute(
+      t.db.db,
+    );
     report = (await t.call({ method: 'GET', url: '/api/ledger/verify' })).json();
-    expect(report.violations.map((v: { kind: string }) => v.kind).sort()).toEqual(['balance_mismatch', 'unbalanced_transaction']);
-    await sql`update ledger_transactions set entry_amounts = array[-5000000, 5000000]::bigint[] where organization_id = ${org}`.execute(t.db.db);
+    expect(report.violations.map((v: { kind: string }) => v.kind).sort()).toEqual([
+      'balance_mismatch',
+      'unbalanced_transaction',
+    ]);
+    await sql`update ledger_transactions set entry_amounts = array[-5000000, 5000000]::bigint[] where organization_id = ${org}`.execute(
+      t.db.db,
+    );
     await verified();
   });
 });

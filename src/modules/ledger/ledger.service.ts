@@ -819,7 +819,11 @@ export function createLedgerService(deps: LedgerDeps) {
       return {
         ok: violations.length === 0,
         ...counts,
-        violations: violations.map((v) => ({ ...v, expected: fmt(BigInt(v.expected)), actual: fmt(BigInt(v.actual)) })),
+        violations: violations.map((v) => ({
+          ...v,
+          expected: fmt(BigInt(v.expected)),
+          actual: fmt(BigInt(v.actual)),
+        })),
       };
     },
 
