@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { sql } from 'kysely';
 import { Type } from 'typebox';
 import type { DbHandle } from './db/client.js';
@@ -16,6 +16,11 @@ import {
 } from './lib/http.js';
 import { AppError } from './lib/problem.js';
 import { createAuditService } from './modules/audit/audit.service.js';
+import { type AuthService, createAuthService, loadAuthSecret } from './modules/auth/auth.service.js';
+import { membersRoutes } from './modules/members/members.routes.js';
+import { createMembersService, type MembersService } from './modules/members/members.service.js';
+import { meRoutes } from './modules/me/me.routes.js';
+import { createMeService, type MeService } from './modules/me/me.service.js';
 import { ledgerRoutes } from './modules/ledger/ledger.routes.js';
 import { createLedgerService, type LedgerService } from './modules/ledger/ledger.service.js';
 import { createInvoiceProvider, type PaymentProvider } from './modules/ledger/payments.js';
@@ -37,6 +42,10 @@ declare module 'fastify' {
 export interface AppDeps {
   db: DbHandle;
   adminToken: string | undefined;
+  /** Better Auth's signing secret; undefined: generated once and kept in the database. */
+  authSecret?: string | undefined;
+  /** The service's external URL (cookies, links in mail). */
+  publicUrl?: string | undefined;
   logger?: FastifyServerOptions['logger'];
   /** Largest accepted request body, in bytes. */
   bodyLimit?: number;
@@ -50,6 +59,9 @@ export interface Services {
   operator: OperatorService;
   organizations: OrganizationsService;
   ledger: LedgerService;
+  members: MembersService;
+  auth: AuthService;
+  me: MeService;
 }
 
 export type App = FastifyInstance & { services: Services };
@@ -57,10 +69,10 @@ export type App = FastifyInstance & { services: Services };
 const VERSION = '0.1.0';
 const BEARER = /^Bearer\s+(\S+)$/i;
 
-function wireServices(deps: AppDeps): Services {
+async function wireServices(deps: AppDeps): Promise<Services> {
   const db = deps.db.db;
   const audit = createAuditService();
-  const lifecycle: OrganizationLifecycle = { created: [] };
+  const lifecycle: OrganizationLifecycle = { created: [], deleted: [], details: [] };
   const organizations = createOrganizationsService({ db, audit, lifecycle });
   const ledger = createLedgerService({
     db,
@@ -69,8 +81,25 @@ function wireServices(deps: AppDeps): Services {
     // PGlite has one connection; on PostgreSQL a few lanes overlap commits.
     lanes: deps.db.kind === 'pglite' ? 1 : 4,
   });
-  lifecycle.created.push(ledger.openAccount);
-  return { operator: createOperatorService({ db, adminToken: deps.adminToken }), organizations, ledger };
+  const members = createMembersService({ db, audit, organizations });
+  lifecycle.created.push(ledger.openAccount, members.onOrganizationCreated);
+  lifecycle.deleted.push(members.onOrganizationDeleted);
+  lifecycle.details.push(async (ex, id) => ({ member_count: await members.countMembers(ex, id) }));
+  const auth = createAuthService({
+    db,
+    secret: await loadAuthSecret(db, deps.authSecret),
+    baseURL: deps.publicUrl ?? 'http://127.0.0.1:3000',
+    organizations,
+    members,
+  });
+  return {
+    operator: createOperatorService({ db, adminToken: deps.adminToken }),
+    organizations,
+    ledger,
+    members,
+    auth,
+    me: createMeService({ db, organizations }),
+  };
 }
 
 /**
@@ -96,7 +125,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  const services = wireServices(deps);
+  const services = await wireServices(deps);
   installValidation(app);
   installJsonParser(app);
   installErrorHandling(app);
@@ -160,10 +189,48 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
   );
 
+  // Better Auth's routes: sign-up, sign-in, sign-out, sessions, password change.
+  app.route({
+    method: ['GET', 'POST'],
+    url: '/api/auth/*',
+    schema: { hide: true },
+    handler: async (req, reply) => {
+      const url = new URL(req.url, deps.publicUrl ?? `http://${req.headers.host ?? '127.0.0.1'}`);
+      const headers = new Headers();
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers.set(k, v);
+      const response = await services.auth.handle(
+        new Request(url, {
+          method: req.method,
+          headers,
+          ...(req.method === 'POST' ? { body: JSON.stringify(req.body ?? {}) } : {}),
+        }),
+      );
+      reply.status(response.status);
+      response.headers.forEach((value, key) => {
+        if (key !== 'set-cookie' && key !== 'content-length') reply.header(key, value);
+      });
+      const cookies = response.headers.getSetCookie();
+      if (cookies.length) reply.header('set-cookie', cookies);
+      return reply.send(await response.text());
+    },
+  });
+
+  /** The caller: the operator token, else a session (bearer token or cookie). */
+  async function authenticate(headers: FastifyRequest['headers']) {
+    const match = BEARER.exec(headers.authorization ?? '');
+    const token = match?.[1];
+    if (token?.startsWith('obo_')) return services.operator.authenticate(token);
+    if (!token && !headers.cookie) return undefined;
+    const h = new Headers();
+    if (headers.authorization) h.set('authorization', headers.authorization);
+    if (headers.cookie) h.set('cookie', headers.cookie);
+    return (await services.operator.authenticate(token ?? '')) ?? services.auth.sessionActor(h);
+  }
+
   await app.register(async (api) => {
     api.addHook('onRequest', async (req, reply) => {
       const match = BEARER.exec(req.headers.authorization ?? '');
-      const actor = match?.[1] ? await services.operator.authenticate(match[1]) : undefined;
+      const actor = await authenticate(req.headers);
       if (!actor) {
         reply.header('www-authenticate', 'Bearer');
         return sendProblem(
@@ -179,6 +246,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     });
     await api.register(organizationsRoutes(services.organizations));
     await api.register(ledgerRoutes(services.ledger));
+    await api.register(membersRoutes(services.members));
+    await api.register(meRoutes(services.me, services.organizations, services.ledger));
   });
 
   if (deps.workers) {

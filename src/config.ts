@@ -14,6 +14,8 @@ export interface Config {
   logLevel: LogLevel;
   databasePoolSize: number;
   publicUrl: string | undefined;
+  /** Better Auth's signing secret; undefined means "generated once, kept in the database". */
+  authSecret: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -57,6 +59,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const adminToken = env.ADMIN_TOKEN || undefined;
   if (adminToken !== undefined && (adminToken.length < 16 || /\s/.test(adminToken)))
     throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters with no whitespace');
+  const authSecret = env.AUTH_SECRET || undefined;
+  if (authSecret !== undefined && authSecret.length < 32)
+    throw new ConfigError('AUTH_SECRET', 'must be at least 32 characters');
   const host = env.HOST || '127.0.0.1';
   if (/\s/.test(host)) throw new ConfigError('HOST', 'must be a host name or address');
   return {
@@ -68,5 +73,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: logLevel as LogLevel,
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     publicUrl: urlVar(env, 'PUBLIC_URL', ['http:', 'https:']),
+    authSecret,
   };
 }

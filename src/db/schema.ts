@@ -59,6 +59,14 @@ export interface Database {
   idempotency_records: IdempotencyRecordsTable;
   ledger_holds: LedgerHoldsTable;
   top_ups: TopUpsTable;
+  users: UsersTable;
+  sessions: SessionsTable;
+  platform_settings: PlatformSettingsTable;
+  members: MembersTable;
+  session_contexts: SessionContextsTable;
+  invitations: InvitationsTable;
+  api_keys: ApiKeysTable;
+  mailbox_messages: MailboxMessagesTable;
 }
 
 export interface LedgerAccountsTable {
@@ -127,4 +135,85 @@ export interface TopUpsTable {
   transaction_id: string | null;
   created_at: CreatedAt;
   updated_at: UpdatedAt;
+}
+
+export interface UsersTable {
+  id: string;
+  name: string;
+  email: string;
+  email_verified: boolean;
+  image: string | null;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+export interface SessionsTable {
+  id: string;
+  token: string;
+  user_id: string;
+  expires_at: Date;
+  ip_address: string | null;
+  user_agent: string | null;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+export interface PlatformSettingsTable {
+  key: string;
+  value: string;
+  created_at: CreatedAt;
+}
+
+export interface MembersTable {
+  organization_id: string;
+  user_id: string;
+  role: string;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+export interface SessionContextsTable {
+  session_id: string;
+  active_organization_id: string;
+  updated_at: UpdatedAt;
+}
+
+export interface InvitationsTable {
+  organization_id: string;
+  id: string;
+  email: string;
+  role: string;
+  token_hash: string;
+  status: ColumnType<string, string | undefined, string>;
+  invited_by: string | null;
+  expires_at: Date;
+  sent_count: ColumnType<number, number | undefined, number>;
+  last_sent_at: Date | null;
+  accepted_by: string | null;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+export interface ApiKeysTable {
+  organization_id: string;
+  id: string;
+  name: string;
+  prefix: string;
+  key_hash: string;
+  scopes: string[];
+  created_by: string | null;
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+  created_at: CreatedAt;
+}
+
+export interface MailboxMessagesTable {
+  id: string;
+  to_address: string;
+  from_address: string;
+  subject: string;
+  text_body: string;
+  html_body: string;
+  created_at: CreatedAt;
 }

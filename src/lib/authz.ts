@@ -1,13 +1,18 @@
 import { AppError } from './problem.js';
 
 /**
- * Who is calling, and what they may do. The permission catalogue is declared once, as data:
- * resource -> actions. Every service method starts with `authorize`.
+ * Who is calling, and what they may do. The permission catalogue is declared once, as data
+ * (resource -> actions), and so is each role's share of it. Every service method starts with
+ * `authorize`; the README's matrix is generated from ROLE_PERMISSIONS.
  */
 export const PERMISSIONS = {
   organization: ['read', 'create', 'update', 'delete', 'toggle', 'export', 'change_slug'],
+  members: ['read', 'manage', 'manage_owners'],
+  invitations: ['manage'],
+  api_keys: ['read', 'manage'],
   audit_log: ['read'],
   credits: ['read', 'add', 'deduct', 'transfer', 'settings'],
+  usage: ['record'],
   top_ups: ['mark_paid'],
   ledger: ['verify'],
 } as const;
@@ -17,32 +22,110 @@ export type Permission = {
   [R in keyof Catalogue]: `${R & string}:${Catalogue[R][number]}`;
 }[keyof Catalogue];
 
-export type Actor = { type: 'operator'; id: string };
+export const ALL_PERMISSIONS = Object.entries(PERMISSIONS).flatMap(([resource, actions]) =>
+  actions.map((a) => `${resource}:${a}` as Permission),
+);
+
+export const ROLES = ['owner', 'admin', 'developer', 'manager', 'agent'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Only the platform operator: changing slugs, adding credits by hand, settling top-ups, verifying. */
+export const OPERATOR_ONLY: readonly Permission[] = [
+  'organization:change_slug',
+  'credits:add',
+  'top_ups:mark_paid',
+  'ledger:verify',
+];
+
+const owner: Permission[] = ALL_PERMISSIONS.filter((p) => !OPERATOR_ONLY.includes(p));
+const admin = owner.filter((p) => p !== 'organization:delete' && p !== 'members:manage_owners');
+
+/** The permission matrix. Everything not listed is refused. */
+export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
+  owner,
+  admin,
+  manager: [
+    'organization:read',
+    'members:read',
+    'audit_log:read',
+    'credits:read',
+    'credits:settings',
+    'api_keys:read',
+  ],
+  developer: ['organization:read', 'members:read', 'credits:read', 'usage:record', 'api_keys:read', 'api_keys:manage'],
+  agent: ['organization:read', 'credits:read', 'usage:record'],
+};
+
+export const API_KEY_SCOPES = ['read', 'write'] as const;
+export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
+
+/** An organization API key: `read` reads its organization; `write` also records usage (and reads). */
+export const SCOPE_PERMISSIONS: Record<ApiKeyScope, readonly Permission[]> = {
+  read: ['organization:read', 'members:read', 'audit_log:read', 'credits:read', 'api_keys:read'],
+  write: ['usage:record'],
+};
+
+export type Actor =
+  | { type: 'operator'; id: string }
+  | {
+      type: 'user';
+      id: string;
+      sessionId: string | null;
+      /** Role per organization the user belongs to. */
+      roles: ReadonlyMap<string, Role>;
+    }
+  | { type: 'api_key'; id: string; organizationId: string; scopes: readonly ApiKeyScope[] };
 
 export interface RequestContext {
   actor: Actor;
   requestId: string;
 }
 
-/**
- * True when the actor holds every one of `permissions` on the organization. All of them are
- * required: approving on the first one that passes was a real bug elsewhere (see STYLE.md).
- */
-export function can(actor: Actor, permissions: Permission[], _organizationId: string | null): boolean {
-  return permissions.every(() => actor.type === 'operator');
+/** Permissions that need no organization: any signed-in user may create one. */
+const ORGLESS_USER: readonly Permission[] = ['organization:create'];
+
+function granted(actor: Actor, organizationId: string | null): ReadonlySet<Permission> | 'all' {
+  switch (actor.type) {
+    case 'operator':
+      return 'all';
+    case 'user': {
+      if (organizationId === null) return new Set(ORGLESS_USER);
+      const role = actor.roles.get(organizationId);
+      return new Set(role ? ROLE_PERMISSIONS[role] : []);
+    }
+    case 'api_key': {
+      if (organizationId !== actor.organizationId) return new Set();
+      // A write key can read too.
+      const scopes: ApiKeyScope[] = actor.scopes.includes('write') ? ['read', 'write'] : [...actor.scopes];
+      return new Set(scopes.flatMap((s) => SCOPE_PERMISSIONS[s]));
+    }
+  }
 }
+
+/**
+ * True when the actor holds every one of `permissions` on the organization (null: not tied to
+ * one). All of them are required: approving on the first one that passes was a real bug
+ * elsewhere (see STYLE.md), and a test proves we don't.
+ */
+export function can(actor: Actor, permissions: Permission[], organizationId: string | null): boolean {
+  const set = granted(actor, organizationId);
+  return set === 'all' || permissions.every((p) => set.has(p));
+}
+
+/** Whether the actor can see the organization at all. */
+export function canSee(actor: Actor, organizationId: string): boolean {
+  return can(actor, ['organization:read'], organizationId);
+}
+
+export const NO_SUCH_ORGANIZATION = 'No such organization';
 
 /**
  * Throws unless the actor holds every permission. An organization the actor cannot see at all
  * answers 404 (no existence leak); one it sees but may not act on answers 403.
  */
-export function authorize(
-  ctx: RequestContext,
-  permissions: Permission[],
-  organizationId: string | null,
-): void {
+export function authorize(ctx: RequestContext, permissions: Permission[], organizationId: string | null): void {
   if (can(ctx.actor, permissions, organizationId)) return;
-  if (organizationId !== null && !can(ctx.actor, ['organization:read'], organizationId))
-    throw new AppError('not_found', 'No such organization');
+  if (organizationId !== null && !canSee(ctx.actor, organizationId))
+    throw new AppError('not_found', NO_SUCH_ORGANIZATION);
   throw new AppError('forbidden', `Requires ${permissions.join(', ')}`);
 }

@@ -13,6 +13,12 @@ export const ErrorCodes = {
   route_not_found: { status: 404, title: 'No such route' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   slug_taken: { status: 409, title: 'The slug is already taken' },
+  email_taken: { status: 409, title: 'An account with this email exists' },
+  already_member: { status: 409, title: 'The user is already a member' },
+  last_owner: { status: 409, title: 'An organization must keep at least one owner' },
+  invitation_pending: { status: 409, title: 'An invitation to this email is already pending' },
+  email_mismatch: { status: 403, title: 'The invitation was sent to another email address' },
+  invitation_gone: { status: 410, title: 'The invitation has expired, was revoked or was already used' },
   default_organization_protected: { status: 409, title: 'The default organization cannot be deleted' },
   organization_has_sub_organizations: {
     status: 409,

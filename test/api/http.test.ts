@@ -345,6 +345,14 @@ describe('documentation', () => {
     '/api/organizations/{id}/top-ups/{topUpId}/mark-paid': ['post'],
     '/api/ledger/verify': ['get'],
     '/api/usage': ['post'],
+    '/api/organizations/{id}/members': ['get', 'post'],
+    '/api/organizations/{id}/members/{userId}': ['delete', 'patch'],
+    '/api/organizations/{id}/transfer-ownership': ['post'],
+    '/api/me': ['get'],
+    '/api/me/active-organization': ['post'],
+    '/api/organization': ['get'],
+    '/api/organization/balance': ['get'],
+    '/api/organization/transactions': ['get'],
   };
 
   it('/openapi.json is OpenAPI 3.1.0 and lists every /api route with its methods', async () => {

@@ -1,4 +1,4 @@
-import { type Selectable, sql } from 'kysely';
+import type { Selectable } from 'kysely';
 import type { Executor } from '../../db/client.js';
 import type { OrganizationsTable } from '../../db/schema.js';
 
@@ -33,7 +33,7 @@ export async function findOrganization(
   if (!opts.includeDeleted) q = q.where('deleted_at', 'is', null);
   if (opts.forUpdate) q = q.forUpdate();
   // A deleted organization's slug may have been reused: the live one wins.
-  return q.orderBy('deleted_at', sql`desc nulls first`).limit(1).executeTakeFirst();
+  return q.orderBy('deleted_at', (ob) => ob.desc().nullsFirst()).limit(1).executeTakeFirst();
 }
 
 function escapeLike(text: string): string {
@@ -42,9 +42,17 @@ function escapeLike(text: string): string {
 
 export async function findOrganizations(
   db: Executor,
-  opts: { q: string | undefined; active: boolean | undefined; beforeId: string | undefined; limit: number },
+  opts: {
+    visibleIds: string[] | undefined;
+    q: string | undefined;
+    active: boolean | undefined;
+    beforeId: string | undefined;
+    limit: number;
+  },
 ): Promise<OrganizationRow[]> {
+  if (opts.visibleIds?.length === 0) return [];
   let q = db.selectFrom('organizations').selectAll().where('deleted_at', 'is', null);
+  if (opts.visibleIds) q = q.where('id', 'in', opts.visibleIds);
   if (opts.q !== undefined) {
     const pattern = `%${escapeLike(opts.q)}%`;
     q = q.where((eb) => eb.or([eb('name', 'ilike', pattern), eb('slug', 'ilike', pattern)]));

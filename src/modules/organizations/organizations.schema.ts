@@ -106,6 +106,7 @@ export const OrganizationResponse = Type.Object({
 export const OrganizationDetailResponse = Type.Object({
   ...OrganizationResponse.properties,
   sub_organization_count: Type.Integer(),
+  member_count: Type.Integer(),
 });
 
 export const OrganizationListResponse = PageResponse(OrganizationResponse);

@@ -1,6 +1,6 @@
 import type { Static } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
-import { authorize, can, type RequestContext } from '../../lib/authz.js';
+import { authorize, can, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
 import { ID_PATTERN, newId } from '../../lib/ids.js';
 import { formatMoney, parseAmount } from '../../lib/money.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
@@ -22,6 +22,18 @@ type CreateInput = Static<typeof CreateOrganizationBody>;
 type UpdateInput = Static<typeof UpdateOrganizationBody>;
 
 export const DEFAULT_ORGANIZATION_SLUG = 'internal';
+
+/** The organizations an actor may list: undefined means all of them (the operator). */
+function visibleIds(ctx: RequestContext): string[] | undefined {
+  switch (ctx.actor.type) {
+    case 'operator':
+      return undefined;
+    case 'user':
+      return [...ctx.actor.roles.keys()];
+    case 'api_key':
+      return [ctx.actor.organizationId];
+  }
+}
 const SLUG_ATTEMPTS = 8;
 
 export function toView(row: repo.OrganizationRow): OrganizationView {
@@ -71,7 +83,11 @@ function freeSlug(base: string, taken: Set<string>): string {
  */
 export interface OrganizationLifecycle {
   /** Run in the creating transaction, so that what other modules keep per organization exists with it. */
-  created: Array<(tx: Tx, organizationId: string) => Promise<void>>;
+  created: Array<(tx: Tx, organizationId: string, ctx: RequestContext) => Promise<void>>;
+  /** Run in the deleting transaction: other modules drop what must not outlive it (memberships, keys). */
+  deleted: Array<(tx: Tx, organizationId: string) => Promise<void>>;
+  /** Extra counts for the detail view (member_count, ...), from the modules that own them. */
+  details: Array<(db: Executor, organizationId: string) => Promise<Record<string, number>>>;
 }
 
 export function createOrganizationsService(deps: {
@@ -80,7 +96,7 @@ export function createOrganizationsService(deps: {
   lifecycle?: OrganizationLifecycle;
 }) {
   const { db, audit } = deps;
-  const lifecycle = deps.lifecycle ?? { created: [] };
+  const lifecycle: OrganizationLifecycle = deps.lifecycle ?? { created: [], deleted: [], details: [] };
 
   /** Finds an organization by id or slug; 404 when missing. */
   async function load(
@@ -90,7 +106,7 @@ export function createOrganizationsService(deps: {
   ): Promise<repo.OrganizationRow> {
     const key = ID_PATTERN.test(idOrSlug) ? { id: idOrSlug } : { slug: idOrSlug };
     const row = await repo.findOrganization(ex, key, opts);
-    if (!row) throw new AppError('not_found', `No organization "${idOrSlug}"`);
+    if (!row) throw new AppError('not_found', NO_SUCH_ORGANIZATION);
     return row;
   }
 
@@ -159,7 +175,7 @@ export function createOrganizationsService(deps: {
         } else {
           created = await insertWithGeneratedSlug(tx, row);
         }
-        for (const hook of lifecycle.created) await hook(tx, created.id);
+        for (const hook of lifecycle.created) await hook(tx, created.id, ctx);
         const view = toView(created);
         const changes = diff({} as Record<string, unknown>, view);
         await audit.record(tx, ctx, {
@@ -177,9 +193,10 @@ export function createOrganizationsService(deps: {
       ctx: RequestContext,
       query: Static<typeof ListOrganizationsQuery>,
     ): Promise<Page<OrganizationView>> {
-      authorize(ctx, ['organization:read'], null);
+      // Everyone lists what they can see: no permission beyond that.
       const limit = query.limit ?? DEFAULT_LIMIT;
       const rows = await repo.findOrganizations(db, {
+        visibleIds: visibleIds(ctx),
         q: query.q,
         active: query.active,
         beforeId: decodeCursor(query.cursor),
@@ -191,7 +208,12 @@ export function createOrganizationsService(deps: {
     async get(ctx: RequestContext, idOrSlug: string): Promise<OrganizationDetail> {
       const row = await load(db, idOrSlug);
       authorize(ctx, ['organization:read'], row.id);
-      return { ...toView(row), sub_organization_count: await repo.countSubOrganizations(db, row.id) };
+      const extra = await Promise.all(lifecycle.details.map((d) => d(db, row.id)));
+      return {
+        ...toView(row),
+        ...Object.assign({}, ...extra),
+        sub_organization_count: await repo.countSubOrganizations(db, row.id),
+      };
     },
 
     /** Slug changes are the operator's alone (`organization:change_slug`): clients route by slug. */
@@ -264,6 +286,7 @@ export function createOrganizationsService(deps: {
             { extra: { sub_organization_count: children } },
           );
         await repo.softDeleteOrganization(tx, row.id);
+        for (const hook of lifecycle.deleted) await hook(tx, row.id);
         await audit.record(tx, ctx, {
           organizationId: row.id,
           action: 'organization.deleted',

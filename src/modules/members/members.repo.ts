@@ -1,0 +1,98 @@
+import type { Executor } from '../../db/client.js';
+import type { Role } from '../../lib/authz.js';
+
+export interface MemberRow {
+  organization_id: string;
+  user_id: string;
+  role: Role;
+  name: string;
+  email: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export async function findRolesOfUser(db: Executor, userId: string): Promise<Array<{ organization_id: string; role: Role }>> {
+  return (await db.selectFrom('members').select(['organization_id', 'role']).where('user_id', '=', userId).execute()) as Array<{
+    organization_id: string;
+    role: Role;
+  }>;
+}
+
+function memberQuery(db: Executor) {
+  return db
+    .selectFrom('members as m')
+    .innerJoin('users as u', 'u.id', 'm.user_id')
+    .select(['m.organization_id', 'm.user_id', 'm.role', 'u.name', 'u.email', 'm.created_at', 'm.updated_at']);
+}
+
+export async function findMembers(
+  db: Executor,
+  organizationId: string,
+  opts: { afterUserId: string | undefined; limit: number },
+): Promise<MemberRow[]> {
+  let q = memberQuery(db).where('m.organization_id', '=', organizationId);
+  if (opts.afterUserId) q = q.where('m.user_id', '>', opts.afterUserId);
+  return (await q.orderBy('m.user_id').limit(opts.limit).execute()) as MemberRow[];
+}
+
+export async function findMember(db: Executor, organizationId: string, userId: string, forUpdate = false) {
+  let q = memberQuery(db).where('m.organization_id', '=', organizationId).where('m.user_id', '=', userId);
+  if (forUpdate) q = q.forUpdate();
+  return (await q.executeTakeFirst()) as MemberRow | undefined;
+}
+
+/** Locks the organization's owner rows, so two demotions cannot both leave it ownerless. */
+export async function lockOwners(db: Executor, organizationId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('members')
+    .select('user_id')
+    .where('organization_id', '=', organizationId)
+    .where('role', '=', 'owner')
+    .forUpdate()
+    .execute();
+  return rows.map((r) => r.user_id);
+}
+
+export async function insertMember(db: Executor, row: { organization_id: string; user_id: string; role: Role }) {
+  const inserted = await db
+    .insertInto('members')
+    .values(row)
+    .onConflict((oc) => oc.columns(['organization_id', 'user_id']).doNothing())
+    .returning('user_id')
+    .executeTakeFirst();
+  return inserted !== undefined;
+}
+
+export async function updateMemberRole(db: Executor, organizationId: string, userId: string, role: Role) {
+  await db
+    .updateTable('members')
+    .set({ role, updated_at: new Date() })
+    .where('organization_id', '=', organizationId)
+    .where('user_id', '=', userId)
+    .execute();
+}
+
+export async function deleteMember(db: Executor, organizationId: string, userId: string) {
+  await db.deleteFrom('members').where('organization_id', '=', organizationId).where('user_id', '=', userId).execute();
+}
+
+export async function deleteMembersOf(db: Executor, organizationId: string) {
+  await db.deleteFrom('members').where('organization_id', '=', organizationId).execute();
+}
+
+export async function countMembers(db: Executor, organizationId: string): Promise<number> {
+  const r = await db
+    .selectFrom('members')
+    .select((eb) => eb.fn.countAll<bigint>().as('n'))
+    .where('organization_id', '=', organizationId)
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+export async function findUserByEmail(db: Executor, email: string) {
+  return db.selectFrom('users').select(['id', 'name', 'email']).where('email', '=', email.toLowerCase()).executeTakeFirst();
+}
+
+export async function findUserById(db: Executor, id: string) {
+  return db.selectFrom('users').select(['id', 'name', 'email']).where('id', '=', id).executeTakeFirst();
+}

@@ -1,0 +1,163 @@
+import type { Static } from 'typebox';
+import type { Db, Tx } from '../../db/client.js';
+import { authorize, can, type RequestContext, type Role } from '../../lib/authz.js';
+import { decodeCursor, DEFAULT_LIMIT, type Page, toPage } from '../../lib/pagination.js';
+import { AppError, invalidField } from '../../lib/problem.js';
+import type { AuditService } from '../audit/audit.service.js';
+import type { OrganizationsService } from '../organizations/organizations.service.js';
+import * as repo from './members.repo.js';
+import type { AddMemberBody, MemberResponse } from './members.schema.js';
+
+type MemberView = Static<typeof MemberResponse>;
+
+function view(m: repo.MemberRow): MemberView {
+  return {
+    user_id: m.user_id,
+    name: m.name,
+    email: m.email,
+    role: m.role,
+    created_at: m.created_at.toISOString(),
+    updated_at: m.updated_at.toISOString(),
+  };
+}
+
+function selfId(ctx: RequestContext): string | undefined {
+  return ctx.actor.type === 'user' ? ctx.actor.id : undefined;
+}
+
+/**
+ * Memberships: user × organization × role. Invariant: an organization that has members always
+ * keeps at least one owner (removing or demoting the last one answers 409 last_owner).
+ * Owners are made and unmade only by owners (`members:manage_owners`).
+ */
+export function createMembersService(deps: { db: Db; audit: AuditService; organizations: OrganizationsService }) {
+  const { db, audit, organizations } = deps;
+
+  async function resolve(ctx: RequestContext, idOrSlug: string, tx: Db | Tx = db) {
+    const org = await organizations.load(tx, idOrSlug, { forUpdate: tx !== db });
+    return org;
+  }
+
+  function targetId(ctx: RequestContext, userId: string): string {
+    if (userId !== 'me') return userId;
+    const me = selfId(ctx);
+    if (!me) throw invalidField('userId', '"me" needs a signed-in user');
+    return me;
+  }
+
+  async function record(tx: Tx, ctx: RequestContext, orgId: string, action: string, userId: string, changes = {}) {
+    await audit.record(tx, ctx, { organizationId: orgId, action, targetType: 'member', targetId: userId, changes });
+  }
+
+  /** Refuses to leave the organization without an owner after `userId` stops being one. */
+  async function keepAnOwner(tx: Tx, orgId: string, userId: string) {
+    const owners = await repo.lockOwners(tx, orgId);
+    if (owners.length === 1 && owners[0] === userId)
+      throw new AppError('last_owner', 'Make someone else an owner first (or transfer ownership)');
+  }
+
+  return {
+    /** Role of the user in each organization they belong to. */
+    async rolesOf(userId: string): Promise<Map<string, Role>> {
+      return new Map((await repo.findRolesOfUser(db, userId)).map((r) => [r.organization_id, r.role]));
+    },
+
+    /** Makes the creating user the owner of a new organization (run in its creating transaction). */
+    async onOrganizationCreated(tx: Tx, organizationId: string, ctx: RequestContext) {
+      if (ctx.actor.type === 'user') await repo.insertMember(tx, { organization_id: organizationId, user_id: ctx.actor.id, role: 'owner' });
+    },
+
+    onOrganizationDeleted: (tx: Tx, organizationId: string) => repo.deleteMembersOf(tx, organizationId),
+
+    countMembers: (tx: Db | Tx, organizationId: string) => repo.countMembers(tx, organizationId),
+
+    async addExisting(tx: Tx, ctx: RequestContext, organizationId: string, userId: string, role: Role) {
+      if (!(await repo.insertMember(tx, { organization_id: organizationId, user_id: userId, role })))
+        throw new AppError('already_member', 'The user is already a member');
+      await record(tx, ctx, organizationId, 'member.added', userId, { role: { before: null, after: role } });
+    },
+
+    async list(ctx: RequestContext, idOrSlug: string, query: { limit?: number; cursor?: string }): Promise<Page<MemberView>> {
+      const org = await resolve(ctx, idOrSlug);
+      authorize(ctx, ['members:read'], org.id);
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      const rows = await repo.findMembers(db, org.id, { afterUserId: decodeCursor(query.cursor), limit: limit + 1 });
+      return toPage(rows, limit, (r) => r.user_id, view);
+    },
+
+    /** Adds an existing user (by id or email). People without an account are invited instead. */
+    async add(ctx: RequestContext, idOrSlug: string, body: Static<typeof AddMemberBody>): Promise<MemberView> {
+      if ((body.user_id === undefined) === (body.email === undefined))
+        throw invalidField(body.user_id === undefined ? 'user_id' : 'email', 'give exactly one of user_id and email');
+      return db.transaction().execute(async (tx) => {
+        const org = await resolve(ctx, idOrSlug, tx);
+        authorize(ctx, body.role === 'owner' ? ['members:manage', 'members:manage_owners'] : ['members:manage'], org.id);
+        const user = body.user_id ? await repo.findUserById(tx, body.user_id) : await repo.findUserByEmail(tx, body.email as string);
+        if (!user)
+          throw new AppError('not_found', 'No user with that id or email; send an invitation instead', {
+            errors: [{ field: body.user_id ? 'user_id' : 'email', message: 'is not a user' }],
+          });
+        await this.addExisting(tx, ctx, org.id, user.id, body.role);
+        return view((await repo.findMember(tx, org.id, user.id)) as repo.MemberRow);
+      });
+    },
+
+    async changeRole(ctx: RequestContext, idOrSlug: string, userId: string, role: Role): Promise<MemberView> {
+      return db.transaction().execute(async (tx) => {
+        const org = await resolve(ctx, idOrSlug, tx);
+        authorize(ctx, ['members:manage'], org.id);
+        const id = targetId(ctx, userId);
+        const member = await repo.findMember(tx, org.id, id, true);
+        if (!member) throw new AppError('not_found', 'No such member');
+        if (member.role === role) return view(member);
+        if (member.role === 'owner' || role === 'owner') authorize(ctx, ['members:manage_owners'], org.id);
+        if (member.role === 'owner') await keepAnOwner(tx, org.id, id);
+        await repo.updateMemberRole(tx, org.id, id, role);
+        await record(tx, ctx, org.id, 'member.role_changed', id, { role: { before: member.role, after: role } });
+        return view((await repo.findMember(tx, org.id, id)) as repo.MemberRow);
+      });
+    },
+
+    /** Removes a member; any member may remove themselves (leave). */
+    async remove(ctx: RequestContext, idOrSlug: string, userId: string): Promise<void> {
+      await db.transaction().execute(async (tx) => {
+        const org = await resolve(ctx, idOrSlug, tx);
+        const id = targetId(ctx, userId);
+        const leaving = id === selfId(ctx);
+        authorize(ctx, leaving ? ['organization:read'] : ['members:manage'], org.id);
+        const member = await repo.findMember(tx, org.id, id, true);
+        if (!member) throw new AppError('not_found', 'No such member');
+        if (member.role === 'owner') {
+          if (!leaving) authorize(ctx, ['members:manage_owners'], org.id);
+          await keepAnOwner(tx, org.id, id);
+        }
+        await repo.deleteMember(tx, org.id, id);
+        await record(tx, ctx, org.id, leaving ? 'member.left' : 'member.removed', id, {
+          role: { before: member.role, after: null },
+        });
+      });
+    },
+
+    /** Makes another member the owner; a user handing it over becomes an admin. */
+    async transferOwnership(ctx: RequestContext, idOrSlug: string, userId: string): Promise<MemberView> {
+      return db.transaction().execute(async (tx) => {
+        const org = await resolve(ctx, idOrSlug, tx);
+        authorize(ctx, ['members:manage_owners'], org.id);
+        const target = await repo.findMember(tx, org.id, userId, true);
+        if (!target) throw invalidField('user_id', 'is not a member of this organization');
+        if (target.role !== 'owner') {
+          await repo.updateMemberRole(tx, org.id, userId, 'owner');
+          await record(tx, ctx, org.id, 'member.role_changed', userId, { role: { before: target.role, after: 'owner' } });
+        }
+        const me = selfId(ctx);
+        if (me && me !== userId && can(ctx.actor, ['members:manage_owners'], org.id)) {
+          await repo.updateMemberRole(tx, org.id, me, 'admin');
+          await record(tx, ctx, org.id, 'member.role_changed', me, { role: { before: 'owner', after: 'admin' } });
+        }
+        return view((await repo.findMember(tx, org.id, userId)) as repo.MemberRow);
+      });
+    },
+  };
+}
+
+export type MembersService = ReturnType<typeof createMembersService>;
