@@ -1,3 +1,4 @@
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -15,15 +16,21 @@ import {
   sendProblem,
 } from './lib/http.js';
 import { AppError } from './lib/problem.js';
+import { apiKeysRoutes } from './modules/api-keys/api-keys.routes.js';
+import {
+  type ApiKeysService,
+  createApiKeysService,
+  KEY_PREFIX,
+} from './modules/api-keys/api-keys.service.js';
 import { createAuditService } from './modules/audit/audit.service.js';
 import { type AuthService, createAuthService, loadAuthSecret } from './modules/auth/auth.service.js';
-import { membersRoutes } from './modules/members/members.routes.js';
-import { createMembersService, type MembersService } from './modules/members/members.service.js';
-import { meRoutes } from './modules/me/me.routes.js';
-import { createMeService, type MeService } from './modules/me/me.service.js';
 import { ledgerRoutes } from './modules/ledger/ledger.routes.js';
 import { createLedgerService, type LedgerService } from './modules/ledger/ledger.service.js';
 import { createInvoiceProvider, type PaymentProvider } from './modules/ledger/payments.js';
+import { meRoutes } from './modules/me/me.routes.js';
+import { createMeService, type MeService } from './modules/me/me.service.js';
+import { membersRoutes } from './modules/members/members.routes.js';
+import { createMembersService, type MembersService } from './modules/members/members.service.js';
 import { createOperatorService, type OperatorService } from './modules/operator/operator.service.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
 import {
@@ -51,6 +58,8 @@ export interface AppDeps {
   bodyLimit?: number;
   /** Where top-up money comes from; the embedded invoice provider by default. */
   payments?: PaymentProvider;
+  /** Requests per minute per client IP, and per API key (in-process counters). */
+  rateLimit?: { perIp: number; perKey: number };
   /** Run the hold-expiry and top-up workers on a timer (the server does; tests drive them). */
   workers?: boolean;
 }
@@ -62,6 +71,7 @@ export interface Services {
   members: MembersService;
   auth: AuthService;
   me: MeService;
+  apiKeys: ApiKeysService;
 }
 
 export type App = FastifyInstance & { services: Services };
@@ -83,7 +93,8 @@ async function wireServices(deps: AppDeps): Promise<Services> {
   });
   const members = createMembersService({ db, audit, organizations });
   lifecycle.created.push(ledger.openAccount, members.onOrganizationCreated);
-  lifecycle.deleted.push(members.onOrganizationDeleted);
+  const apiKeys = createApiKeysService({ db: deps.db, audit, organizations });
+  lifecycle.deleted.push(members.onOrganizationDeleted, apiKeys.onOrganizationDeleted);
   lifecycle.details.push(async (ex, id) => ({ member_count: await members.countMembers(ex, id) }));
   const auth = createAuthService({
     db,
@@ -99,6 +110,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     members,
     auth,
     me: createMeService({ db, organizations }),
+    apiKeys,
   };
 }
 
@@ -126,6 +138,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const services = await wireServices(deps);
+  const stopListening = await services.apiKeys.start();
+  app.addHook('onClose', async () => stopListening());
   installValidation(app);
   installJsonParser(app);
   installErrorHandling(app);
@@ -189,6 +203,29 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
   );
 
+  const limits = deps.rateLimit ?? { perIp: 1200, perKey: 6000 };
+  await app.register(rateLimit, {
+    global: true,
+    hook: 'onRequest',
+    // An API key is limited on its own; everyone else by address. The operator is not limited.
+    keyGenerator: (req) => {
+      const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
+      return token?.startsWith(KEY_PREFIX) ? `key:${token.slice(0, 16)}` : `ip:${req.ip}`;
+    },
+    max: (_req, key) => (key.startsWith('key:') ? limits.perKey : limits.perIp),
+    timeWindow: 60_000,
+    allowList: async (req) => {
+      const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
+      return (
+        token !== undefined &&
+        !token.startsWith(KEY_PREFIX) &&
+        (await services.operator.authenticate(token)) !== undefined
+      );
+    },
+    errorResponseBuilder: (_req, context) =>
+      new AppError('rate_limited', `Too many requests; retry in ${Math.ceil(context.ttl / 1000)} s`),
+  });
+
   // Better Auth's routes: sign-up, sign-in, sign-out, sessions, password change.
   app.route({
     method: ['GET', 'POST'],
@@ -220,6 +257,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     const match = BEARER.exec(headers.authorization ?? '');
     const token = match?.[1];
     if (token?.startsWith('obo_')) return services.operator.authenticate(token);
+    if (token?.startsWith(KEY_PREFIX)) return services.apiKeys.authenticate(token);
     if (!token && !headers.cookie) return undefined;
     const h = new Headers();
     if (headers.authorization) h.set('authorization', headers.authorization);
@@ -247,6 +285,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(organizationsRoutes(services.organizations));
     await api.register(ledgerRoutes(services.ledger));
     await api.register(membersRoutes(services.members));
+    await api.register(apiKeysRoutes(services.apiKeys));
     await api.register(meRoutes(services.me, services.organizations, services.ledger));
   });
 

@@ -23,6 +23,8 @@ describe('loadConfig', () => {
       logLevel: 'info',
       databasePoolSize: 10,
       publicUrl: undefined,
+      authSecret: undefined,
+      rateLimit: { perIp: 1200, perKey: 6000 },
     });
   });
 
@@ -52,6 +54,9 @@ describe('loadConfig', () => {
         LOG_LEVEL: 'DEBUG',
         DATABASE_POOL_SIZE: '25',
         PUBLIC_URL: 'https://orgbase.example.com',
+        AUTH_SECRET: 's'.repeat(32),
+        RATE_LIMIT_PER_MINUTE: '60',
+        RATE_LIMIT_KEY_PER_MINUTE: '600',
       }),
     ).toEqual({
       port: 8080,
@@ -62,6 +67,8 @@ describe('loadConfig', () => {
       logLevel: 'debug',
       databasePoolSize: 25,
       publicUrl: 'https://orgbase.example.com',
+      authSecret: 's'.repeat(32),
+      rateLimit: { perIp: 60, perKey: 600 },
     });
     expect(loadConfig({ DATABASE_URL: 'postgresql://localhost/x' }).databaseUrl).toBe(
       'postgresql://localhost/x',
@@ -69,6 +76,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ PORT: '0' }).port).toBe(0);
     expect(loadConfig({ PORT: '65535' }).port).toBe(65535);
     expect(loadConfig({ PUBLIC_URL: 'http://localhost:3000' }).publicUrl).toBe('http://localhost:3000');
+  });
+
+  it.each([
+    [{ AUTH_SECRET: 'short' }, 'AUTH_SECRET'],
+    [{ RATE_LIMIT_PER_MINUTE: '0' }, 'RATE_LIMIT_PER_MINUTE'],
+    [{ RATE_LIMIT_KEY_PER_MINUTE: 'lots' }, 'RATE_LIMIT_KEY_PER_MINUTE'],
+  ])('names %j in its error', (env, variable) => {
+    expect(() => loadConfig(env)).toThrow(expect.objectContaining({ variable }));
   });
 
   it.each([

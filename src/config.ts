@@ -16,6 +16,7 @@ export interface Config {
   publicUrl: string | undefined;
   /** Better Auth's signing secret; undefined means "generated once, kept in the database". */
   authSecret: string | undefined;
+  rateLimit: { perIp: number; perKey: number };
 }
 
 export class ConfigError extends Error {
@@ -74,5 +75,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     publicUrl: urlVar(env, 'PUBLIC_URL', ['http:', 'https:']),
     authSecret,
+    rateLimit: {
+      perIp: intVar(env, 'RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
+      perKey: intVar(env, 'RATE_LIMIT_KEY_PER_MINUTE', 6000, 1, 10_000_000),
+    },
   };
 }

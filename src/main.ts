@@ -16,6 +16,7 @@ export async function serve(config: Config): Promise<void> {
       db,
       adminToken: config.adminToken,
       logger: { level: config.logLevel },
+      rateLimit: config.rateLimit,
       workers: true,
     });
     for (const name of migrated.applied) app.log.info({ migration: name }, 'migration applied');

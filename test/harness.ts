@@ -4,7 +4,7 @@ import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { type App, buildApp } from '../src/app.js';
+import { type App, type AppDeps, buildApp } from '../src/app.js';
 import { createPgliteDb, createPostgresDb, type DbHandle, openPglite } from '../src/db/client.js';
 import { migrate } from '../src/db/migrate.js';
 
@@ -61,9 +61,14 @@ export interface TestContext {
   close: () => Promise<void>;
 }
 
-export async function createTestApp(): Promise<TestContext> {
+export async function createTestApp(overrides: Partial<AppDeps> = {}): Promise<TestContext> {
   const db = await createTestDb();
-  const app = await buildApp({ db, adminToken: ADMIN_TOKEN });
+  const app = await buildApp({
+    db,
+    adminToken: ADMIN_TOKEN,
+    rateLimit: { perIp: 1e6, perKey: 1e6 },
+    ...overrides,
+  });
   await app.ready();
   return {
     app,

@@ -15,6 +15,15 @@ export type Executor = Db | Tx;
 export interface DbHandle {
   db: Db;
   kind: 'pglite' | 'postgres';
+  /**
+   * Subscribes to a NOTIFY channel, so that every process hears what one of them changed
+   * (cache invalidation). `onReset` runs when notifications may have been missed.
+   */
+  listen(
+    channel: string,
+    onMessage: (payload: string) => void,
+    onReset: () => void,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -41,7 +50,45 @@ export function createPostgresDb(databaseUrl: string, poolSize = 10): DbHandle {
   // An idle client that loses its server must not take the process down.
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { db, kind: 'postgres', close: () => db.destroy() };
+  const listeners = new Set<pg.Client>();
+  let closed = false;
+
+  async function listen(channel: string, onMessage: (payload: string) => void, onReset: () => void) {
+    let client: pg.Client | undefined;
+    const connect = async (): Promise<void> => {
+      const c = new pg.Client({ connectionString: databaseUrl });
+      c.on('notification', (n) => {
+        if (n.channel === channel) onMessage(n.payload ?? '');
+      });
+      c.on('error', () => {
+        listeners.delete(c);
+        onReset();
+        if (!closed) setTimeout(() => void connect().catch(() => onReset()), 1000).unref();
+      });
+      await c.connect();
+      await c.query(`listen ${pg.escapeIdentifier(channel)}`);
+      listeners.add(c);
+      client = c;
+    };
+    await connect();
+    return async () => {
+      if (client) {
+        listeners.delete(client);
+        await client.end().catch(() => {});
+      }
+    };
+  }
+
+  return {
+    db,
+    kind: 'postgres',
+    listen,
+    close: async () => {
+      closed = true;
+      await Promise.all([...listeners].map((c) => c.end().catch(() => {})));
+      await db.destroy();
+    },
+  };
 }
 
 export async function openPglite(dataDirOrUrl: string, loadDataDir?: Blob): Promise<PGlite> {
@@ -56,6 +103,8 @@ export function createPgliteDb(pglite: PGlite, onClose?: () => void): DbHandle {
   return {
     db,
     kind: 'pglite',
+    // One process owns a PGlite database, and PGlite delivers its own NOTIFYs to its listeners.
+    listen: async (channel, onMessage) => pglite.listen(channel, onMessage),
     close: async () => {
       await db.destroy();
       onClose?.();

@@ -52,7 +52,14 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'credits:settings',
     'api_keys:read',
   ],
-  developer: ['organization:read', 'members:read', 'credits:read', 'usage:record', 'api_keys:read', 'api_keys:manage'],
+  developer: [
+    'organization:read',
+    'members:read',
+    'credits:read',
+    'usage:record',
+    'api_keys:read',
+    'api_keys:manage',
+  ],
   agent: ['organization:read', 'credits:read', 'usage:record'],
 };
 
@@ -123,7 +130,11 @@ export const NO_SUCH_ORGANIZATION = 'No such organization';
  * Throws unless the actor holds every permission. An organization the actor cannot see at all
  * answers 404 (no existence leak); one it sees but may not act on answers 403.
  */
-export function authorize(ctx: RequestContext, permissions: Permission[], organizationId: string | null): void {
+export function authorize(
+  ctx: RequestContext,
+  permissions: Permission[],
+  organizationId: string | null,
+): void {
   if (can(ctx.actor, permissions, organizationId)) return;
   if (organizationId !== null && !canSee(ctx.actor, organizationId))
     throw new AppError('not_found', NO_SUCH_ORGANIZATION);

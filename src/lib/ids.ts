@@ -44,7 +44,21 @@ export function ulid(now = Date.now()): string {
   return time + rand;
 }
 
-export type IdPrefix = 'org' | 'aud' | 'req' | 'opc' | 'txn' | 'hld' | 'top' | 'usr' | 'ses' | 'acc' | 'vrf' | 'inv' | 'key' | 'msg';
+export type IdPrefix =
+  | 'org'
+  | 'aud'
+  | 'req'
+  | 'opc'
+  | 'txn'
+  | 'hld'
+  | 'top'
+  | 'usr'
+  | 'ses'
+  | 'acc'
+  | 'vrf'
+  | 'inv'
+  | 'key'
+  | 'msg';
 
 export function newId(prefix: IdPrefix): string {
   return `${prefix}_${ulid()}`;

@@ -353,6 +353,8 @@ describe('documentation', () => {
     '/api/organization': ['get'],
     '/api/organization/balance': ['get'],
     '/api/organization/transactions': ['get'],
+    '/api/organizations/{id}/api-keys': ['get', 'post'],
+    '/api/organizations/{id}/api-keys/{keyId}': ['delete'],
   };
 
   it('/openapi.json is OpenAPI 3.1.0 and lists every /api route with its methods', async () => {

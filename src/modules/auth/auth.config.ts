@@ -6,7 +6,12 @@ import { type IdPrefix, newId } from '../../lib/ids.js';
 const snake = (fields: string[]) =>
   Object.fromEntries(fields.map((f) => [f, f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)]));
 
-const ID_PREFIX: Record<string, IdPrefix> = { user: 'usr', session: 'ses', account: 'acc', verification: 'vrf' };
+const ID_PREFIX: Record<string, IdPrefix> = {
+  user: 'usr',
+  session: 'ses',
+  account: 'acc',
+  verification: 'vrf',
+};
 
 /**
  * Better Auth's options, shared by the running service and the schema generator
@@ -41,7 +46,10 @@ export function authOptions(deps: { db: Db; secret: string; baseURL: string }) {
         'updatedAt',
       ]),
     },
-    verification: { modelName: 'verifications', fields: snake(['identifier', 'value', 'expiresAt', 'createdAt', 'updatedAt']) },
+    verification: {
+      modelName: 'verifications',
+      fields: snake(['identifier', 'value', 'expiresAt', 'createdAt', 'updatedAt']),
+    },
     emailAndPassword: { enabled: true, minPasswordLength: 8, maxPasswordLength: 128 },
     plugins: [bearer()],
     telemetry: { enabled: false },

@@ -17,14 +17,20 @@ export async function loadAuthSecret(db: Db, fromEnv: string | undefined): Promi
     .values({ key: SECRET_KEY, value: randomBytes(32).toString('base64url') })
     .onConflict((oc) => oc.column('key').doNothing())
     .execute();
-  const row = await db.selectFrom('platform_settings').select('value').where('key', '=', SECRET_KEY).executeTakeFirstOrThrow();
+  const row = await db
+    .selectFrom('platform_settings')
+    .select('value')
+    .where('key', '=', SECRET_KEY)
+    .executeTakeFirstOrThrow();
   return row.value;
 }
 
 /** Better Auth's error codes, mapped onto ours. */
 function codeFor(status: number, authCode: string | undefined): ErrorCode {
-  if (authCode === 'USER_ALREADY_EXISTS' || authCode === 'USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL') return 'email_taken';
-  if (status === 401 || authCode === 'INVALID_EMAIL_OR_PASSWORD' || authCode === 'INVALID_PASSWORD') return 'unauthenticated';
+  if (authCode === 'USER_ALREADY_EXISTS' || authCode === 'USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL')
+    return 'email_taken';
+  if (status === 401 || authCode === 'INVALID_EMAIL_OR_PASSWORD' || authCode === 'INVALID_PASSWORD')
+    return 'unauthenticated';
   if (status === 403) return 'forbidden';
   if (status === 404) return 'not_found';
   if (status === 429) return 'rate_limited';
@@ -62,7 +68,9 @@ export function createAuthService(deps: {
               actor: { type: 'user', id: user.id, sessionId: null, roles: new Map() },
               requestId: 'sign-up',
             };
-            await organizations.create(ctx, { name: user.name.trim() || user.email.split('@')[0] || 'Personal' });
+            await organizations.create(ctx, {
+              name: user.name.trim() || user.email.split('@')[0] || 'Personal',
+            });
           },
         },
       },
@@ -112,7 +120,12 @@ export function createAuthService(deps: {
     async sessionActor(headers: Headers): Promise<Actor | undefined> {
       const session = await auth.api.getSession({ headers });
       if (!session) return undefined;
-      return { type: 'user', id: session.user.id, sessionId: session.session.id, roles: await members.rolesOf(session.user.id) };
+      return {
+        type: 'user',
+        id: session.user.id,
+        sessionId: session.session.id,
+        roles: await members.rolesOf(session.user.id),
+      };
     },
 
     api: auth.api,

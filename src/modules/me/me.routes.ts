@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { LedgerService } from '../ledger/ledger.service.js';
+import { PageResponse } from '../../lib/pagination.js';
 import { BalanceResponse, TransactionResponse, TransactionsQuery } from '../ledger/ledger.schema.js';
+import type { LedgerService } from '../ledger/ledger.service.js';
 import { OrganizationDetailResponse } from '../organizations/organizations.schema.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
-import { PageResponse } from '../../lib/pagination.js';
 import type { MeService } from './me.service.js';
 
 const MembershipView = Type.Object({
@@ -16,7 +16,12 @@ const MembershipView = Type.Object({
 });
 
 const MeResponse = Type.Object({
-  user: Type.Object({ id: Type.String(), name: Type.String(), email: Type.String(), created_at: Type.String({ format: 'date-time' }) }),
+  user: Type.Object({
+    id: Type.String(),
+    name: Type.String(),
+    email: Type.String(),
+    created_at: Type.String({ format: 'date-time' }),
+  }),
   organizations: Type.Array(MembershipView),
   active_organization: Type.Union([MembershipView, Type.Null()]),
 });
@@ -26,7 +31,13 @@ export const meRoutes =
   async (app) => {
     app.get(
       '/api/me',
-      { schema: { tags: ['me'], summary: 'The signed-in user, their organizations and roles, and the active organization', response: { 200: MeResponse } } },
+      {
+        schema: {
+          tags: ['me'],
+          summary: 'The signed-in user, their organizations and roles, and the active organization',
+          response: { 200: MeResponse },
+        },
+      },
       async (req) => me.me(req.ctx),
     );
 
@@ -36,7 +47,10 @@ export const meRoutes =
         schema: {
           tags: ['me'],
           summary: 'Switch the session’s active organization',
-          body: Type.Object({ organization_id: Type.String({ minLength: 1, maxLength: 100, description: 'id or slug' }) }, { additionalProperties: false }),
+          body: Type.Object(
+            { organization_id: Type.String({ minLength: 1, maxLength: 100, description: 'id or slug' }) },
+            { additionalProperties: false },
+          ),
           response: { 200: MeResponse },
         },
       },
@@ -46,12 +60,24 @@ export const meRoutes =
     const implicit = ['organization (active)'];
     app.get(
       '/api/organization',
-      { schema: { tags: implicit, summary: 'The active organization', response: { 200: OrganizationDetailResponse } } },
+      {
+        schema: {
+          tags: implicit,
+          summary: 'The active organization',
+          response: { 200: OrganizationDetailResponse },
+        },
+      },
       async (req) => organizations.get(req.ctx, await me.activeOrganizationId(req.ctx)),
     );
     app.get(
       '/api/organization/balance',
-      { schema: { tags: implicit, summary: 'The active organization’s balance', response: { 200: BalanceResponse } } },
+      {
+        schema: {
+          tags: implicit,
+          summary: 'The active organization’s balance',
+          response: { 200: BalanceResponse },
+        },
+      },
       async (req) => ledger.balance(req.ctx, await me.activeOrganizationId(req.ctx)),
     );
     app.get(

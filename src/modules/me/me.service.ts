@@ -1,6 +1,6 @@
 import type { Db } from '../../db/client.js';
-import { AppError, invalidField } from '../../lib/problem.js';
 import type { RequestContext } from '../../lib/authz.js';
+import { AppError, invalidField } from '../../lib/problem.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 
 /**
@@ -39,10 +39,20 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
     async me(ctx: RequestContext) {
       const actor = ctx.actor;
       if (actor.type !== 'user') throw new AppError('forbidden', '/api/me describes a signed-in user');
-      const user = await db.selectFrom('users').select(['id', 'name', 'email', 'created_at']).where('id', '=', actor.id).executeTakeFirstOrThrow();
+      const user = await db
+        .selectFrom('users')
+        .select(['id', 'name', 'email', 'created_at'])
+        .where('id', '=', actor.id)
+        .executeTakeFirstOrThrow();
       const ids = [...actor.roles.keys()];
       const orgs = ids.length
-        ? await db.selectFrom('organizations').select(['id', 'name', 'slug', 'active']).where('id', 'in', ids).where('deleted_at', 'is', null).orderBy('id').execute()
+        ? await db
+            .selectFrom('organizations')
+            .select(['id', 'name', 'slug', 'active'])
+            .where('id', 'in', ids)
+            .where('deleted_at', 'is', null)
+            .orderBy('id')
+            .execute()
         : [];
       const active = orgs.length ? await activeOrganizationId(ctx) : null;
       const list = orgs.map((o) => ({ ...o, role: actor.roles.get(o.id) as string }));
@@ -63,7 +73,9 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
       await db
         .insertInto('session_contexts')
         .values({ session_id: actor.sessionId, active_organization_id: org.id })
-        .onConflict((oc) => oc.column('session_id').doUpdateSet({ active_organization_id: org.id, updated_at: new Date() }))
+        .onConflict((oc) =>
+          oc.column('session_id').doUpdateSet({ active_organization_id: org.id, updated_at: new Date() }),
+        )
         .execute();
       return this.me(ctx);
     },

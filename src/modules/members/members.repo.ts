@@ -11,8 +11,15 @@ export interface MemberRow {
   updated_at: Date;
 }
 
-export async function findRolesOfUser(db: Executor, userId: string): Promise<Array<{ organization_id: string; role: Role }>> {
-  return (await db.selectFrom('members').select(['organization_id', 'role']).where('user_id', '=', userId).execute()) as Array<{
+export async function findRolesOfUser(
+  db: Executor,
+  userId: string,
+): Promise<Array<{ organization_id: string; role: Role }>> {
+  return (await db
+    .selectFrom('members')
+    .select(['organization_id', 'role'])
+    .where('user_id', '=', userId)
+    .execute()) as Array<{
     organization_id: string;
     role: Role;
   }>;
@@ -22,7 +29,15 @@ function memberQuery(db: Executor) {
   return db
     .selectFrom('members as m')
     .innerJoin('users as u', 'u.id', 'm.user_id')
-    .select(['m.organization_id', 'm.user_id', 'm.role', 'u.name', 'u.email', 'm.created_at', 'm.updated_at']);
+    .select([
+      'm.organization_id',
+      'm.user_id',
+      'm.role',
+      'u.name',
+      'u.email',
+      'm.created_at',
+      'm.updated_at',
+    ]);
 }
 
 export async function findMembers(
@@ -53,7 +68,10 @@ export async function lockOwners(db: Executor, organizationId: string): Promise<
   return rows.map((r) => r.user_id);
 }
 
-export async function insertMember(db: Executor, row: { organization_id: string; user_id: string; role: Role }) {
+export async function insertMember(
+  db: Executor,
+  row: { organization_id: string; user_id: string; role: Role },
+) {
   const inserted = await db
     .insertInto('members')
     .values(row)
@@ -73,7 +91,11 @@ export async function updateMemberRole(db: Executor, organizationId: string, use
 }
 
 export async function deleteMember(db: Executor, organizationId: string, userId: string) {
-  await db.deleteFrom('members').where('organization_id', '=', organizationId).where('user_id', '=', userId).execute();
+  await db
+    .deleteFrom('members')
+    .where('organization_id', '=', organizationId)
+    .where('user_id', '=', userId)
+    .execute();
 }
 
 export async function deleteMembersOf(db: Executor, organizationId: string) {
@@ -90,7 +112,11 @@ export async function countMembers(db: Executor, organizationId: string): Promis
 }
 
 export async function findUserByEmail(db: Executor, email: string) {
-  return db.selectFrom('users').select(['id', 'name', 'email']).where('email', '=', email.toLowerCase()).executeTakeFirst();
+  return db
+    .selectFrom('users')
+    .select(['id', 'name', 'email'])
+    .where('email', '=', email.toLowerCase())
+    .executeTakeFirst();
 }
 
 export async function findUserById(db: Executor, id: string) {

@@ -1,7 +1,7 @@
 import type { Static } from 'typebox';
 import type { Db, Tx } from '../../db/client.js';
 import { authorize, can, type RequestContext, type Role } from '../../lib/authz.js';
-import { decodeCursor, DEFAULT_LIMIT, type Page, toPage } from '../../lib/pagination.js';
+import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
@@ -30,7 +30,11 @@ function selfId(ctx: RequestContext): string | undefined {
  * keeps at least one owner (removing or demoting the last one answers 409 last_owner).
  * Owners are made and unmade only by owners (`members:manage_owners`).
  */
-export function createMembersService(deps: { db: Db; audit: AuditService; organizations: OrganizationsService }) {
+export function createMembersService(deps: {
+  db: Db;
+  audit: AuditService;
+  organizations: OrganizationsService;
+}) {
   const { db, audit, organizations } = deps;
 
   async function resolve(ctx: RequestContext, idOrSlug: string, tx: Db | Tx = db) {
@@ -45,8 +49,21 @@ export function createMembersService(deps: { db: Db; audit: AuditService; organi
     return me;
   }
 
-  async function record(tx: Tx, ctx: RequestContext, orgId: string, action: string, userId: string, changes = {}) {
-    await audit.record(tx, ctx, { organizationId: orgId, action, targetType: 'member', targetId: userId, changes });
+  async function record(
+    tx: Tx,
+    ctx: RequestContext,
+    orgId: string,
+    action: string,
+    userId: string,
+    changes = {},
+  ) {
+    await audit.record(tx, ctx, {
+      organizationId: orgId,
+      action,
+      targetType: 'member',
+      targetId: userId,
+      changes,
+    });
   }
 
   /** Refuses to leave the organization without an owner after `userId` stops being one. */
@@ -64,7 +81,12 @@ export function createMembersService(deps: { db: Db; audit: AuditService; organi
 
     /** Makes the creating user the owner of a new organization (run in its creating transaction). */
     async onOrganizationCreated(tx: Tx, organizationId: string, ctx: RequestContext) {
-      if (ctx.actor.type === 'user') await repo.insertMember(tx, { organization_id: organizationId, user_id: ctx.actor.id, role: 'owner' });
+      if (ctx.actor.type === 'user')
+        await repo.insertMember(tx, {
+          organization_id: organizationId,
+          user_id: ctx.actor.id,
+          role: 'owner',
+        });
     },
 
     onOrganizationDeleted: (tx: Tx, organizationId: string) => repo.deleteMembersOf(tx, organizationId),
@@ -77,22 +99,42 @@ export function createMembersService(deps: { db: Db; audit: AuditService; organi
       await record(tx, ctx, organizationId, 'member.added', userId, { role: { before: null, after: role } });
     },
 
-    async list(ctx: RequestContext, idOrSlug: string, query: { limit?: number; cursor?: string }): Promise<Page<MemberView>> {
+    async list(
+      ctx: RequestContext,
+      idOrSlug: string,
+      query: { limit?: number; cursor?: string },
+    ): Promise<Page<MemberView>> {
       const org = await resolve(ctx, idOrSlug);
       authorize(ctx, ['members:read'], org.id);
       const limit = query.limit ?? DEFAULT_LIMIT;
-      const rows = await repo.findMembers(db, org.id, { afterUserId: decodeCursor(query.cursor), limit: limit + 1 });
+      const rows = await repo.findMembers(db, org.id, {
+        afterUserId: decodeCursor(query.cursor),
+        limit: limit + 1,
+      });
       return toPage(rows, limit, (r) => r.user_id, view);
     },
 
     /** Adds an existing user (by id or email). People without an account are invited instead. */
-    async add(ctx: RequestContext, idOrSlug: string, body: Static<typeof AddMemberBody>): Promise<MemberView> {
+    async add(
+      ctx: RequestContext,
+      idOrSlug: string,
+      body: Static<typeof AddMemberBody>,
+    ): Promise<MemberView> {
       if ((body.user_id === undefined) === (body.email === undefined))
-        throw invalidField(body.user_id === undefined ? 'user_id' : 'email', 'give exactly one of user_id and email');
+        throw invalidField(
+          body.user_id === undefined ? 'user_id' : 'email',
+          'give exactly one of user_id and email',
+        );
       return db.transaction().execute(async (tx) => {
         const org = await resolve(ctx, idOrSlug, tx);
-        authorize(ctx, body.role === 'owner' ? ['members:manage', 'members:manage_owners'] : ['members:manage'], org.id);
-        const user = body.user_id ? await repo.findUserById(tx, body.user_id) : await repo.findUserByEmail(tx, body.email as string);
+        authorize(
+          ctx,
+          body.role === 'owner' ? ['members:manage', 'members:manage_owners'] : ['members:manage'],
+          org.id,
+        );
+        const user = body.user_id
+          ? await repo.findUserById(tx, body.user_id)
+          : await repo.findUserByEmail(tx, body.email as string);
         if (!user)
           throw new AppError('not_found', 'No user with that id or email; send an invitation instead', {
             errors: [{ field: body.user_id ? 'user_id' : 'email', message: 'is not a user' }],
@@ -113,7 +155,9 @@ export function createMembersService(deps: { db: Db; audit: AuditService; organi
         if (member.role === 'owner' || role === 'owner') authorize(ctx, ['members:manage_owners'], org.id);
         if (member.role === 'owner') await keepAnOwner(tx, org.id, id);
         await repo.updateMemberRole(tx, org.id, id, role);
-        await record(tx, ctx, org.id, 'member.role_changed', id, { role: { before: member.role, after: role } });
+        await record(tx, ctx, org.id, 'member.role_changed', id, {
+          role: { before: member.role, after: role },
+        });
         return view((await repo.findMember(tx, org.id, id)) as repo.MemberRow);
       });
     },
@@ -147,12 +191,16 @@ export function createMembersService(deps: { db: Db; audit: AuditService; organi
         if (!target) throw invalidField('user_id', 'is not a member of this organization');
         if (target.role !== 'owner') {
           await repo.updateMemberRole(tx, org.id, userId, 'owner');
-          await record(tx, ctx, org.id, 'member.role_changed', userId, { role: { before: target.role, after: 'owner' } });
+          await record(tx, ctx, org.id, 'member.role_changed', userId, {
+            role: { before: target.role, after: 'owner' },
+          });
         }
         const me = selfId(ctx);
         if (me && me !== userId && can(ctx.actor, ['members:manage_owners'], org.id)) {
           await repo.updateMemberRole(tx, org.id, me, 'admin');
-          await record(tx, ctx, org.id, 'member.role_changed', me, { role: { before: 'owner', after: 'admin' } });
+          await record(tx, ctx, org.id, 'member.role_changed', me, {
+            role: { before: 'owner', after: 'admin' },
+          });
         }
         return view((await repo.findMember(tx, org.id, userId)) as repo.MemberRow);
       });

@@ -33,7 +33,10 @@ export async function findOrganization(
   if (!opts.includeDeleted) q = q.where('deleted_at', 'is', null);
   if (opts.forUpdate) q = q.forUpdate();
   // A deleted organization's slug may have been reused: the live one wins.
-  return q.orderBy('deleted_at', (ob) => ob.desc().nullsFirst()).limit(1).executeTakeFirst();
+  return q
+    .orderBy('deleted_at', (ob) => ob.desc().nullsFirst())
+    .limit(1)
+    .executeTakeFirst();
 }
 
 function escapeLike(text: string): string {

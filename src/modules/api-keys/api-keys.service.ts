@@ -1,0 +1,249 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { sql } from 'kysely';
+import { type Static, Type } from 'typebox';
+import type { Db, DbHandle, Tx } from '../../db/client.js';
+import {
+  type Actor,
+  API_KEY_SCOPES,
+  type ApiKeyScope,
+  authorize,
+  type RequestContext,
+} from '../../lib/authz.js';
+import { newId } from '../../lib/ids.js';
+import { AppError, invalidField } from '../../lib/problem.js';
+import type { AuditService } from '../audit/audit.service.js';
+import type { OrganizationsService } from '../organizations/organizations.service.js';
+
+export const KEY_PREFIX = 'obk_';
+const CHANNEL = 'orgbase_api_keys';
+/** A backstop only: revocations reach every process at once through NOTIFY. */
+const CACHE_MS = 60_000;
+const TOUCH_MS = 60_000;
+
+export const CreateApiKeyBody = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1,
+      maxLength: 100,
+      pattern: '^[^\\u0000-\\u001F]*\\S[^\\u0000-\\u001F]*$',
+      'x-message': 'must not be blank or contain control characters',
+    }),
+    scopes: Type.Array(Type.Union(API_KEY_SCOPES.map((s) => Type.Literal(s))), {
+      minItems: 1,
+      uniqueItems: true,
+      description: '`read`, `write` (write includes read)',
+    }),
+    expires_at: Type.Optional(Type.String({ format: 'date-time' })),
+  },
+  { additionalProperties: false },
+);
+
+export const ApiKeyResponse = Type.Object({
+  id: Type.String(),
+  organization_id: Type.String(),
+  name: Type.String(),
+  prefix: Type.String({ description: 'The public start of the key, to recognize it' }),
+  scopes: Type.Array(Type.String()),
+  created_at: Type.String({ format: 'date-time' }),
+  expires_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  last_used_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  revoked_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+
+export const CreatedApiKeyResponse = Type.Object({
+  ...ApiKeyResponse.properties,
+  key: Type.String({ description: 'The secret: shown this once, stored only as a SHA-256 hash' }),
+});
+
+interface KeyRow {
+  organization_id: string;
+  id: string;
+  name: string;
+  prefix: string;
+  key_hash: string;
+  scopes: string[];
+  created_at: Date;
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+}
+
+function view(k: KeyRow): Static<typeof ApiKeyResponse> {
+  return {
+    id: k.id,
+    organization_id: k.organization_id,
+    name: k.name,
+    prefix: k.prefix,
+    scopes: k.scopes,
+    created_at: k.created_at.toISOString(),
+    expires_at: k.expires_at?.toISOString() ?? null,
+    last_used_at: k.last_used_at?.toISOString() ?? null,
+    revoked_at: k.revoked_at?.toISOString() ?? null,
+  };
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/**
+ * Organization API keys: `obk_<prefix>_<secret>`. Only the prefix (for lookup) and the SHA-256
+ * of the whole key are stored. Lookups are cached in-process; a revocation is announced with
+ * NOTIFY in its transaction, so every process drops the key the moment it commits.
+ */
+export function createApiKeysService(deps: {
+  db: DbHandle;
+  audit: AuditService;
+  organizations: OrganizationsService;
+}) {
+  const db: Db = deps.db.db;
+  const cache = new Map<string, { row: KeyRow | undefined; at: number }>();
+  const touched = new Map<string, number>();
+
+  async function lookup(prefix: string): Promise<KeyRow | undefined> {
+    const hit = cache.get(prefix);
+    if (hit && Date.now() - hit.at < CACHE_MS) return hit.row;
+    const row = (await db
+      .selectFrom('api_keys')
+      .selectAll()
+      .where('prefix', '=', prefix)
+      .executeTakeFirst()) as KeyRow | undefined;
+    cache.set(prefix, { row, at: Date.now() });
+    return row;
+  }
+
+  async function revokeIn(tx: Tx, rows: Array<{ organization_id: string; id: string; prefix: string }>) {
+    for (const r of rows) {
+      await tx
+        .updateTable('api_keys')
+        .set({ revoked_at: new Date() })
+        .where('organization_id', '=', r.organization_id)
+        .where('id', '=', r.id)
+        .where('revoked_at', 'is', null)
+        .execute();
+      await sql`select pg_notify(${CHANNEL}, ${r.prefix})`.execute(tx);
+    }
+  }
+
+  return {
+    /** Starts hearing other processes' revocations. */
+    async start(): Promise<() => Promise<void>> {
+      return deps.db.listen(
+        CHANNEL,
+        (prefix) => cache.delete(prefix),
+        () => cache.clear(),
+      );
+    },
+
+    async authenticate(token: string): Promise<Actor | undefined> {
+      const m = /^obk_([a-z0-9]{12})_[A-Za-z0-9_-]{43}$/.exec(token);
+      if (!m?.[1]) return undefined;
+      const row = await lookup(m[1]);
+      if (!row || row.revoked_at || (row.expires_at && row.expires_at <= new Date())) return undefined;
+      const a = Buffer.from(sha256(token));
+      if (!timingSafeEqual(a, Buffer.from(row.key_hash))) return undefined;
+      const now = Date.now();
+      if (now - (touched.get(row.id) ?? 0) > TOUCH_MS) {
+        // Last-used is informational: written at most once a minute per key, off the request path.
+        touched.set(row.id, now);
+        void db
+          .updateTable('api_keys')
+          .set({ last_used_at: new Date(now) })
+          .where('organization_id', '=', row.organization_id)
+          .where('id', '=', row.id)
+          .execute()
+          .catch(() => {});
+      }
+      return {
+        type: 'api_key',
+        id: row.id,
+        organizationId: row.organization_id,
+        scopes: row.scopes as ApiKeyScope[],
+      };
+    },
+
+    async create(ctx: RequestContext, idOrSlug: string, body: Static<typeof CreateApiKeyBody>) {
+      const org = await deps.organizations.load(db, idOrSlug);
+      authorize(ctx, ['api_keys:manage'], org.id);
+      const expires = body.expires_at ? new Date(body.expires_at) : null;
+      if (expires && expires <= new Date()) throw invalidField('expires_at', 'must be in the future');
+      const prefix = randomBytes(9)
+        .toString('base64url')
+        .toLowerCase()
+        .replace(/[^a-z0-9]/g, '0')
+        .slice(0, 12);
+      const key = `${KEY_PREFIX}${prefix}_${randomBytes(32).toString('base64url')}`;
+      return db.transaction().execute(async (tx) => {
+        const row = (await tx
+          .insertInto('api_keys')
+          .values({
+            organization_id: org.id,
+            id: newId('key'),
+            name: body.name,
+            prefix,
+            key_hash: sha256(key),
+            scopes: body.scopes,
+            created_by: ctx.actor.id,
+            expires_at: expires,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow()) as KeyRow;
+        await deps.audit.record(tx, ctx, {
+          organizationId: org.id,
+          action: 'api_key.created',
+          targetType: 'api_key',
+          targetId: row.id,
+          changes: { name: { before: null, after: row.name }, scopes: { before: null, after: row.scopes } },
+        });
+        return { ...view(row), key };
+      });
+    },
+
+    async list(ctx: RequestContext, idOrSlug: string) {
+      const org = await deps.organizations.load(db, idOrSlug);
+      authorize(ctx, ['api_keys:read'], org.id);
+      const rows = (await db
+        .selectFrom('api_keys')
+        .selectAll()
+        .where('organization_id', '=', org.id)
+        .orderBy('id', 'desc')
+        .execute()) as KeyRow[];
+      return { data: rows.map(view) };
+    },
+
+    async revoke(ctx: RequestContext, idOrSlug: string, keyId: string) {
+      const org = await deps.organizations.load(db, idOrSlug);
+      authorize(ctx, ['api_keys:manage'], org.id);
+      await db.transaction().execute(async (tx) => {
+        const row = await tx
+          .selectFrom('api_keys')
+          .select(['organization_id', 'id', 'prefix', 'revoked_at'])
+          .where('organization_id', '=', org.id)
+          .where('id', '=', keyId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (!row) throw new AppError('not_found', 'No such API key');
+        if (row.revoked_at) return;
+        await revokeIn(tx, [row]);
+        await deps.audit.record(tx, ctx, {
+          organizationId: org.id,
+          action: 'api_key.revoked',
+          targetType: 'api_key',
+          targetId: row.id,
+        });
+      });
+      cache.delete(keyId);
+    },
+
+    /** An organization's keys die with it. */
+    async onOrganizationDeleted(tx: Tx, organizationId: string) {
+      const rows = await tx
+        .selectFrom('api_keys')
+        .select(['organization_id', 'id', 'prefix'])
+        .where('organization_id', '=', organizationId)
+        .where('revoked_at', 'is', null)
+        .execute();
+      await revokeIn(tx, rows);
+    },
+  };
+}
+
+export type ApiKeysService = ReturnType<typeof createApiKeysService>;
