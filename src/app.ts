@@ -24,9 +24,15 @@ import {
 } from './modules/api-keys/api-keys.service.js';
 import { createAuditService } from './modules/audit/audit.service.js';
 import { type AuthService, createAuthService, loadAuthSecret } from './modules/auth/auth.service.js';
+import { invitationLinkRoutes, invitationsRoutes } from './modules/invitations/invitations.routes.js';
+import {
+  createInvitationsService,
+  type InvitationsService,
+} from './modules/invitations/invitations.service.js';
 import { ledgerRoutes } from './modules/ledger/ledger.routes.js';
 import { createLedgerService, type LedgerService } from './modules/ledger/ledger.service.js';
 import { createInvoiceProvider, type PaymentProvider } from './modules/ledger/payments.js';
+import { createMailService, type MailService } from './modules/mail/mail.service.js';
 import { meRoutes } from './modules/me/me.routes.js';
 import { createMeService, type MeService } from './modules/me/me.service.js';
 import { membersRoutes } from './modules/members/members.routes.js';
@@ -58,6 +64,9 @@ export interface AppDeps {
   bodyLimit?: number;
   /** Where top-up money comes from; the embedded invoice provider by default. */
   payments?: PaymentProvider;
+  /** SMTP server for outgoing mail; undefined keeps mail in the local mailbox. */
+  smtpUrl?: string | undefined;
+  mailFrom?: string | undefined;
   /** Requests per minute per client IP, and per API key (in-process counters). */
   rateLimit?: { perIp: number; perKey: number };
   /** Run the hold-expiry and top-up workers on a timer (the server does; tests drive them). */
@@ -72,6 +81,8 @@ export interface Services {
   auth: AuthService;
   me: MeService;
   apiKeys: ApiKeysService;
+  mail: MailService;
+  invitations: InvitationsService;
 }
 
 export type App = FastifyInstance & { services: Services };
@@ -103,14 +114,32 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     organizations,
     members,
   });
+  const me = createMeService({ db, organizations });
+  const mail = createMailService({
+    db,
+    smtpUrl: deps.smtpUrl,
+    from: deps.mailFrom ?? 'Orgbase <no-reply@orgbase.local>',
+  });
+  const invitations = createInvitationsService({
+    db,
+    audit,
+    organizations,
+    members,
+    auth,
+    me,
+    mail,
+    publicUrl: deps.publicUrl ?? 'http://127.0.0.1:3000',
+  });
   return {
     operator: createOperatorService({ db, adminToken: deps.adminToken }),
     organizations,
     ledger,
     members,
     auth,
-    me: createMeService({ db, organizations }),
+    me,
     apiKeys,
+    mail,
+    invitations,
   };
 }
 
@@ -139,7 +168,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   const services = await wireServices(deps);
   const stopListening = await services.apiKeys.start();
-  app.addHook('onClose', async () => stopListening());
+  app.addHook('onClose', async () => {
+    await stopListening();
+    services.mail.close();
+  });
   installValidation(app);
   installJsonParser(app);
   installErrorHandling(app);
@@ -265,6 +297,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return (await services.operator.authenticate(token ?? '')) ?? services.auth.sessionActor(h);
   }
 
+  await app.register(
+    invitationLinkRoutes(services.invitations, (h) => authenticate(h as FastifyRequest['headers'])),
+  );
+
   await app.register(async (api) => {
     api.addHook('onRequest', async (req, reply) => {
       const match = BEARER.exec(req.headers.authorization ?? '');
@@ -286,6 +322,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(ledgerRoutes(services.ledger));
     await api.register(membersRoutes(services.members));
     await api.register(apiKeysRoutes(services.apiKeys));
+    await api.register(invitationsRoutes(services.invitations));
+    api.get(
+      '/api/dev/mailbox',
+      {
+        schema: {
+          tags: ['operator'],
+          summary: 'Operator: the local mailbox (mail kept when SMTP_URL is unset), newest first',
+        },
+      },
+      async (req) => services.mail.listMailbox(req.ctx),
+    );
     await api.register(meRoutes(services.me, services.organizations, services.ledger));
   });
 

@@ -25,6 +25,8 @@ describe('loadConfig', () => {
       publicUrl: undefined,
       authSecret: undefined,
       rateLimit: { perIp: 1200, perKey: 6000 },
+      smtpUrl: undefined,
+      mailFrom: 'Orgbase <no-reply@orgbase.local>',
     });
   });
 
@@ -57,6 +59,8 @@ describe('loadConfig', () => {
         AUTH_SECRET: 's'.repeat(32),
         RATE_LIMIT_PER_MINUTE: '60',
         RATE_LIMIT_KEY_PER_MINUTE: '600',
+        SMTP_URL: 'smtp://mail.example.com:587',
+        MAIL_FROM: 'Acme <hi@acme.test>',
       }),
     ).toEqual({
       port: 8080,
@@ -69,6 +73,8 @@ describe('loadConfig', () => {
       publicUrl: 'https://orgbase.example.com',
       authSecret: 's'.repeat(32),
       rateLimit: { perIp: 60, perKey: 600 },
+      smtpUrl: 'smtp://mail.example.com:587',
+      mailFrom: 'Acme <hi@acme.test>',
     });
     expect(loadConfig({ DATABASE_URL: 'postgresql://localhost/x' }).databaseUrl).toBe(
       'postgresql://localhost/x',
@@ -80,6 +86,7 @@ describe('loadConfig', () => {
 
   it.each([
     [{ AUTH_SECRET: 'short' }, 'AUTH_SECRET'],
+    [{ SMTP_URL: 'http://mail' }, 'SMTP_URL'],
     [{ RATE_LIMIT_PER_MINUTE: '0' }, 'RATE_LIMIT_PER_MINUTE'],
     [{ RATE_LIMIT_KEY_PER_MINUTE: 'lots' }, 'RATE_LIMIT_KEY_PER_MINUTE'],
   ])('names %j in its error', (env, variable) => {

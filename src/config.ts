@@ -17,6 +17,8 @@ export interface Config {
   /** Better Auth's signing secret; undefined means "generated once, kept in the database". */
   authSecret: string | undefined;
   rateLimit: { perIp: number; perKey: number };
+  smtpUrl: string | undefined;
+  mailFrom: string;
 }
 
 export class ConfigError extends Error {
@@ -75,6 +77,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     publicUrl: urlVar(env, 'PUBLIC_URL', ['http:', 'https:']),
     authSecret,
+    smtpUrl: urlVar(env, 'SMTP_URL', ['smtp:', 'smtps:']),
+    mailFrom: env.MAIL_FROM || 'Orgbase <no-reply@orgbase.local>',
     rateLimit: {
       perIp: intVar(env, 'RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
       perKey: intVar(env, 'RATE_LIMIT_KEY_PER_MINUTE', 6000, 1, 10_000_000),

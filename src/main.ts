@@ -17,6 +17,8 @@ export async function serve(config: Config): Promise<void> {
       adminToken: config.adminToken,
       logger: { level: config.logLevel },
       rateLimit: config.rateLimit,
+      smtpUrl: config.smtpUrl,
+      mailFrom: config.mailFrom,
       workers: true,
     });
     for (const name of migrated.applied) app.log.info({ migration: name }, 'migration applied');

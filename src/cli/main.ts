@@ -87,6 +87,27 @@ program
     }
   });
 
+program
+  .command('mailbox')
+  .description('Show the local mailbox: mail kept when SMTP_URL is unset (newest first)')
+  .option('-n, --limit <n>', 'how many messages', '10')
+  .action(async (opts: { limit: string }) => {
+    const config = loadConfigOrExit();
+    const db = await createDb(config);
+    try {
+      const app = await buildApp({ db, adminToken: undefined });
+      const messages = await app.services.mail.mailbox(Math.max(1, Math.min(500, Number(opts.limit) || 10)));
+      if (messages.length === 0) process.stdout.write('The mailbox is empty.\n');
+      for (const m of messages)
+        process.stdout.write(
+          `--- ${m.created_at}  ${m.id}\nTo: ${m.to}\nFrom: ${m.from}\nSubject: ${m.subject}\n\n${m.text}\n\n`,
+        );
+      await app.close();
+    } finally {
+      await db.close();
+    }
+  });
+
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`orgbase: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);

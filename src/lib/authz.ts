@@ -15,6 +15,7 @@ export const PERMISSIONS = {
   usage: ['record'],
   top_ups: ['mark_paid'],
   ledger: ['verify'],
+  mailbox: ['read'],
 } as const;
 
 type Catalogue = typeof PERMISSIONS;
@@ -35,6 +36,7 @@ export const OPERATOR_ONLY: readonly Permission[] = [
   'credits:add',
   'top_ups:mark_paid',
   'ledger:verify',
+  'mailbox:read',
 ];
 
 const owner: Permission[] = ALL_PERMISSIONS.filter((p) => !OPERATOR_ONLY.includes(p));

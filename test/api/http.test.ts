@@ -355,6 +355,12 @@ describe('documentation', () => {
     '/api/organization/transactions': ['get'],
     '/api/organizations/{id}/api-keys': ['get', 'post'],
     '/api/organizations/{id}/api-keys/{keyId}': ['delete'],
+    '/api/organizations/{id}/invitations': ['get', 'post'],
+    '/api/organizations/{id}/invitations/{invitationId}': ['delete'],
+    '/api/organizations/{id}/invitations/{invitationId}/resend': ['post'],
+    '/api/invitations/{token}': ['get'],
+    '/api/invitations/{token}/accept': ['post'],
+    '/api/dev/mailbox': ['get'],
   };
 
   it('/openapi.json is OpenAPI 3.1.0 and lists every /api route with its methods', async () => {

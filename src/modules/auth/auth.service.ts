@@ -128,6 +128,25 @@ export function createAuthService(deps: {
       };
     },
 
+    /** Creates an account and its first session; returns the session's response headers (cookie, token). */
+    async signUp(body: { email: string; name: string; password: string }) {
+      const response = await auth.api.signUpEmail({ body, asResponse: true });
+      if (response.status >= 400) {
+        const err = (await response.json().catch(() => ({}))) as { code?: string; message?: string };
+        throw new AppError(codeFor(response.status, err.code), err.message ?? 'Sign-up failed', {
+          ...(err.code && FIELD_OF[err.code]
+            ? { errors: [{ field: FIELD_OF[err.code] as string, message: err.message ?? '' }] }
+            : {}),
+        });
+      }
+      const token = response.headers.get('set-auth-token') ?? '';
+      const session = await auth.api.getSession({
+        headers: new Headers({ authorization: `Bearer ${token}` }),
+      });
+      if (!session) throw new Error('sign-up created no session');
+      return { userId: session.user.id, sessionId: session.session.id, headers: response.headers };
+    },
+
     api: auth.api,
   };
 }

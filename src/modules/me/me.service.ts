@@ -33,8 +33,21 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
     return first;
   }
 
+  async function setActive(sessionId: string, organizationId: string) {
+    await db
+      .insertInto('session_contexts')
+      .values({ session_id: sessionId, active_organization_id: organizationId })
+      .onConflict((oc) =>
+        oc
+          .column('session_id')
+          .doUpdateSet({ active_organization_id: organizationId, updated_at: new Date() }),
+      )
+      .execute();
+  }
+
   return {
     activeOrganizationId,
+    setActive,
 
     async me(ctx: RequestContext) {
       const actor = ctx.actor;

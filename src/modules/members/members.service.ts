@@ -37,9 +37,9 @@ export function createMembersService(deps: {
 }) {
   const { db, audit, organizations } = deps;
 
-  async function resolve(ctx: RequestContext, idOrSlug: string, tx: Db | Tx = db) {
-    const org = await organizations.load(tx, idOrSlug, { forUpdate: tx !== db });
-    return org;
+  /** The organization, locked when inside a transaction (serializes membership changes). */
+  function resolve(idOrSlug: string, tx: Db | Tx = db) {
+    return organizations.load(tx, idOrSlug, { forUpdate: tx !== db });
   }
 
   function targetId(ctx: RequestContext, userId: string): string {
@@ -104,7 +104,7 @@ export function createMembersService(deps: {
       idOrSlug: string,
       query: { limit?: number; cursor?: string },
     ): Promise<Page<MemberView>> {
-      const org = await resolve(ctx, idOrSlug);
+      const org = await resolve(idOrSlug);
       authorize(ctx, ['members:read'], org.id);
       const limit = query.limit ?? DEFAULT_LIMIT;
       const rows = await repo.findMembers(db, org.id, {
@@ -126,7 +126,7 @@ export function createMembersService(deps: {
           'give exactly one of user_id and email',
         );
       return db.transaction().execute(async (tx) => {
-        const org = await resolve(ctx, idOrSlug, tx);
+        const org = await resolve(idOrSlug, tx);
         authorize(
           ctx,
           body.role === 'owner' ? ['members:manage', 'members:manage_owners'] : ['members:manage'],
@@ -146,7 +146,7 @@ export function createMembersService(deps: {
 
     async changeRole(ctx: RequestContext, idOrSlug: string, userId: string, role: Role): Promise<MemberView> {
       return db.transaction().execute(async (tx) => {
-        const org = await resolve(ctx, idOrSlug, tx);
+        const org = await resolve(idOrSlug, tx);
         authorize(ctx, ['members:manage'], org.id);
         const id = targetId(ctx, userId);
         const member = await repo.findMember(tx, org.id, id, true);
@@ -165,7 +165,7 @@ export function createMembersService(deps: {
     /** Removes a member; any member may remove themselves (leave). */
     async remove(ctx: RequestContext, idOrSlug: string, userId: string): Promise<void> {
       await db.transaction().execute(async (tx) => {
-        const org = await resolve(ctx, idOrSlug, tx);
+        const org = await resolve(idOrSlug, tx);
         const id = targetId(ctx, userId);
         const leaving = id === selfId(ctx);
         authorize(ctx, leaving ? ['organization:read'] : ['members:manage'], org.id);
@@ -185,7 +185,7 @@ export function createMembersService(deps: {
     /** Makes another member the owner; a user handing it over becomes an admin. */
     async transferOwnership(ctx: RequestContext, idOrSlug: string, userId: string): Promise<MemberView> {
       return db.transaction().execute(async (tx) => {
-        const org = await resolve(ctx, idOrSlug, tx);
+        const org = await resolve(idOrSlug, tx);
         authorize(ctx, ['members:manage_owners'], org.id);
         const target = await repo.findMember(tx, org.id, userId, true);
         if (!target) throw invalidField('user_id', 'is not a member of this organization');

@@ -1,0 +1,379 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import { type Static, Type } from 'typebox';
+import type { Db } from '../../db/client.js';
+import { authorize, type RequestContext, type Role } from '../../lib/authz.js';
+import { newId } from '../../lib/ids.js';
+import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
+import { AppError, invalidField } from '../../lib/problem.js';
+import type { AuditService } from '../audit/audit.service.js';
+import type { AuthService } from '../auth/auth.service.js';
+import type { MailService } from '../mail/mail.service.js';
+import type { MeService } from '../me/me.service.js';
+import { RoleSchema } from '../members/members.schema.js';
+import type { MembersService } from '../members/members.service.js';
+import type { OrganizationsService } from '../organizations/organizations.service.js';
+import { invitationEmail } from './invitation-email.js';
+
+export const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
+
+export const CreateInvitationBody = Type.Object(
+  { email: Type.String({ maxLength: 254, format: 'email' }), role: RoleSchema },
+  { additionalProperties: false },
+);
+
+export const AcceptInvitationBody = Type.Object(
+  {
+    name: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 200, pattern: '\\S', 'x-message': 'must not be blank' }),
+    ),
+    password: Type.Optional(Type.String({ minLength: 8, maxLength: 128 })),
+  },
+  {
+    additionalProperties: false,
+    description: 'Signed in: no body. Not signed in: name and password create the account',
+  },
+);
+
+export const InvitationResponse = Type.Object({
+  id: Type.String(),
+  organization_id: Type.String(),
+  email: Type.String(),
+  role: Type.String(),
+  status: Type.Union([
+    Type.Literal('pending'),
+    Type.Literal('accepted'),
+    Type.Literal('revoked'),
+    Type.Literal('expired'),
+  ]),
+  expires_at: Type.String({ format: 'date-time' }),
+  sent_count: Type.Integer(),
+  last_sent_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  created_at: Type.String({ format: 'date-time' }),
+});
+
+export const InvitationPreviewResponse = Type.Object({
+  organization: Type.Object({
+    id: Type.String(),
+    name: Type.String(),
+    slug: Type.String(),
+    branding: Type.Record(Type.String(), Type.Unknown()),
+  }),
+  email: Type.String(),
+  role: Type.String(),
+  expires_at: Type.String({ format: 'date-time' }),
+});
+
+type Row = {
+  organization_id: string;
+  id: string;
+  email: string;
+  role: string;
+  status: string;
+  expires_at: Date;
+  sent_count: number;
+  last_sent_at: Date | null;
+  created_at: Date;
+};
+
+function statusOf(r: Row, now = new Date()): Static<typeof InvitationResponse>['status'] {
+  if (r.status === 'pending' && r.expires_at <= now) return 'expired';
+  return r.status as 'pending' | 'accepted' | 'revoked';
+}
+
+function view(r: Row): Static<typeof InvitationResponse> {
+  return {
+    id: r.id,
+    organization_id: r.organization_id,
+    email: r.email,
+    role: r.role,
+    status: statusOf(r),
+    expires_at: r.expires_at.toISOString(),
+    sent_count: r.sent_count,
+    last_sent_at: r.last_sent_at?.toISOString() ?? null,
+    created_at: r.created_at.toISOString(),
+  };
+}
+
+const hash = (token: string) => createHash('sha256').update(token).digest('hex');
+const newToken = () => randomBytes(32).toString('base64url');
+
+/**
+ * Invitations by email. The token is mailed and never stored (only its SHA-256), so not even the
+ * inviter can accept in the invitee's place. Single use; expires after 7 days; expired, revoked
+ * or used tokens answer 410.
+ */
+export function createInvitationsService(deps: {
+  db: Db;
+  audit: AuditService;
+  organizations: OrganizationsService;
+  members: MembersService;
+  auth: AuthService;
+  me: MeService;
+  mail: MailService;
+  publicUrl: string;
+}) {
+  const { db, audit, organizations } = deps;
+
+  async function send(
+    org: { id: string; name: string; branding: Record<string, unknown> },
+    email: string,
+    role: string,
+    token: string,
+    inviter: string | null,
+  ) {
+    await deps.mail.send({
+      to: email,
+      ...invitationEmail({
+        organization: org,
+        role,
+        inviter,
+        acceptUrl: `${deps.publicUrl.replace(/\/$/, '')}/invitations/${token}`,
+        apiUrl: `${deps.publicUrl.replace(/\/$/, '')}/api/invitations/${token}/accept`,
+      }),
+    });
+  }
+
+  async function inviterName(ctx: RequestContext): Promise<string | null> {
+    if (ctx.actor.type !== 'user') return null;
+    const u = await db.selectFrom('users').select('name').where('id', '=', ctx.actor.id).executeTakeFirst();
+    return u?.name ?? null;
+  }
+
+  /** The pending, unexpired invitation behind a token, or 410. */
+  async function usable(token: string) {
+    const row = await db
+      .selectFrom('invitations')
+      .selectAll()
+      .where('token_hash', '=', hash(token))
+      .executeTakeFirst();
+    if (!row) throw new AppError('not_found', 'No such invitation');
+    if (statusOf(row) !== 'pending')
+      throw new AppError('invitation_gone', `The invitation is ${statusOf(row)}`);
+    return row;
+  }
+
+  return {
+    async create(ctx: RequestContext, idOrSlug: string, body: Static<typeof CreateInvitationBody>) {
+      const org = await organizations.load(db, idOrSlug);
+      authorize(
+        ctx,
+        body.role === 'owner' ? ['invitations:manage', 'members:manage_owners'] : ['invitations:manage'],
+        org.id,
+      );
+      const email = body.email.toLowerCase();
+      const existing = await db
+        .selectFrom('members as m')
+        .innerJoin('users as u', 'u.id', 'm.user_id')
+        .select('u.id')
+        .where('m.organization_id', '=', org.id)
+        .where('u.email', '=', email)
+        .executeTakeFirst();
+      if (existing) throw new AppError('already_member', `${email} is already a member`);
+      const token = newToken();
+      const row = await db.transaction().execute(async (tx) => {
+        // An expired pending invitation no longer blocks a new one.
+        await tx
+          .updateTable('invitations')
+          .set({ status: 'revoked', updated_at: new Date() })
+          .where('organization_id', '=', org.id)
+          .where('email', '=', email)
+          .where('status', '=', 'pending')
+          .where('expires_at', '<=', new Date())
+          .execute();
+        const inserted = await tx
+          .insertInto('invitations')
+          .values({
+            organization_id: org.id,
+            id: newId('inv'),
+            email,
+            role: body.role,
+            token_hash: hash(token),
+            invited_by: ctx.actor.id,
+            expires_at: new Date(Date.now() + INVITATION_TTL_MS),
+            sent_count: 1,
+            last_sent_at: new Date(),
+          })
+          .onConflict((oc) =>
+            oc.expression(sql`organization_id, lower(email)`).where('status', '=', 'pending').doNothing(),
+          )
+          .returningAll()
+          .executeTakeFirst();
+        if (!inserted)
+          throw new AppError(
+            'invitation_pending',
+            `${email} already has a pending invitation; resend it instead`,
+          );
+        await audit.record(tx, ctx, {
+          organizationId: org.id,
+          action: 'invitation.created',
+          targetType: 'invitation',
+          targetId: inserted.id,
+          changes: { email: { before: null, after: email }, role: { before: null, after: body.role } },
+        });
+        return inserted;
+      });
+      await send(org, email, body.role, token, await inviterName(ctx));
+      return view(row);
+    },
+
+    async list(
+      ctx: RequestContext,
+      idOrSlug: string,
+      query: { limit?: number; cursor?: string },
+    ): Promise<Page<Static<typeof InvitationResponse>>> {
+      const org = await organizations.load(db, idOrSlug);
+      authorize(ctx, ['invitations:manage'], org.id);
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      let q = db.selectFrom('invitations').selectAll().where('organization_id', '=', org.id);
+      const before = decodeCursor(query.cursor);
+      if (before) q = q.where('id', '<', before);
+      const rows = await q
+        .orderBy('id', 'desc')
+        .limit(limit + 1)
+        .execute();
+      return toPage(rows, limit, (r) => r.id, view);
+    },
+
+    /** Sends again with a fresh token and a fresh 7 days; the old link stops working. */
+    async resend(ctx: RequestContext, idOrSlug: string, invitationId: string) {
+      const org = await organizations.load(db, idOrSlug);
+      authorize(ctx, ['invitations:manage'], org.id);
+      const token = newToken();
+      const row = await db
+        .updateTable('invitations')
+        .set((eb) => ({
+          token_hash: hash(token),
+          expires_at: new Date(Date.now() + INVITATION_TTL_MS),
+          sent_count: eb('sent_count', '+', 1),
+          last_sent_at: new Date(),
+          updated_at: new Date(),
+        }))
+        .where('organization_id', '=', org.id)
+        .where('id', '=', invitationId)
+        .where('status', '=', 'pending')
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) {
+        const exists = await db
+          .selectFrom('invitations')
+          .select('status')
+          .where('organization_id', '=', org.id)
+          .where('id', '=', invitationId)
+          .executeTakeFirst();
+        if (!exists) throw new AppError('not_found', 'No such invitation');
+        throw new AppError('invitation_gone', `The invitation is ${exists.status}`);
+      }
+      await send(org, row.email, row.role, token, await inviterName(ctx));
+      return view(row);
+    },
+
+    async revoke(ctx: RequestContext, idOrSlug: string, invitationId: string) {
+      const org = await organizations.load(db, idOrSlug);
+      authorize(ctx, ['invitations:manage'], org.id);
+      await db.transaction().execute(async (tx) => {
+        const row = await tx
+          .updateTable('invitations')
+          .set({ status: 'revoked', updated_at: new Date() })
+          .where('organization_id', '=', org.id)
+          .where('id', '=', invitationId)
+          .where('status', '=', 'pending')
+          .returning('id')
+          .executeTakeFirst();
+        if (!row) {
+          const exists = await tx
+            .selectFrom('invitations')
+            .select('id')
+            .where('organization_id', '=', org.id)
+            .where('id', '=', invitationId)
+            .executeTakeFirst();
+          if (!exists) throw new AppError('not_found', 'No such invitation');
+          return;
+        }
+        await audit.record(tx, ctx, {
+          organizationId: org.id,
+          action: 'invitation.revoked',
+          targetType: 'invitation',
+          targetId: invitationId,
+        });
+      });
+    },
+
+    /** What the link shows before accepting: which organization, which role. Public. */
+    async preview(token: string) {
+      const row = await usable(token);
+      const org = await organizations.load(db, row.organization_id);
+      return {
+        organization: { id: org.id, name: org.name, slug: org.slug, branding: org.branding },
+        email: row.email,
+        role: row.role,
+        expires_at: row.expires_at.toISOString(),
+      };
+    },
+
+    /**
+     * Accepts: a signed-in user whose email matches joins; someone without an account signs up
+     * through the link (name + password) and joins. Either way the organization becomes active.
+     * Returns the headers of a new session when one was created.
+     */
+    async accept(ctx: RequestContext | undefined, token: string, body: Static<typeof AcceptInvitationBody>) {
+      const row = await usable(token);
+      let userId: string;
+      let sessionId: string | null = null;
+      let sessionHeaders: Headers | undefined;
+      if (ctx) {
+        if (ctx.actor.type !== 'user')
+          throw new AppError('forbidden', 'Invitations are accepted by people, not keys');
+        const me = await db
+          .selectFrom('users')
+          .select(['id', 'email'])
+          .where('id', '=', ctx.actor.id)
+          .executeTakeFirstOrThrow();
+        if (me.email.toLowerCase() !== row.email)
+          throw new AppError('email_mismatch', `This invitation is for ${row.email}`);
+        userId = me.id;
+        sessionId = ctx.actor.sessionId;
+      } else {
+        if (!body.name) throw invalidField('name', 'is required to create your account');
+        if (!body.password) throw invalidField('password', 'is required to create your account');
+        const created = await deps.auth.signUp({
+          email: row.email,
+          name: body.name,
+          password: body.password,
+        });
+        userId = created.userId;
+        sessionId = created.sessionId;
+        sessionHeaders = created.headers;
+        // They received the mail, so the address is theirs.
+        await db.updateTable('users').set({ email_verified: true }).where('id', '=', userId).execute();
+      }
+      const joinCtx: RequestContext = ctx ?? {
+        actor: { type: 'user', id: userId, sessionId, roles: new Map() },
+        requestId: 'invitation',
+      };
+      await db.transaction().execute(async (tx) => {
+        const claimed = await tx
+          .updateTable('invitations')
+          .set({ status: 'accepted', accepted_by: userId, updated_at: new Date() })
+          .where('organization_id', '=', row.organization_id)
+          .where('id', '=', row.id)
+          .where('status', '=', 'pending')
+          .returning('id')
+          .executeTakeFirst();
+        if (!claimed) throw new AppError('invitation_gone', 'The invitation was used or revoked meanwhile');
+        await deps.members
+          .addExisting(tx, joinCtx, row.organization_id, userId, row.role as Role)
+          .catch((err: unknown) => {
+            if (!(err instanceof AppError && err.code === 'already_member')) throw err;
+          });
+      });
+      if (sessionId) await deps.me.setActive(sessionId, row.organization_id);
+      return {
+        result: { organization_id: row.organization_id, user_id: userId, role: row.role },
+        sessionHeaders,
+      };
+    },
+  };
+}
+
+export type InvitationsService = ReturnType<typeof createInvitationsService>;
