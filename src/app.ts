@@ -16,6 +16,7 @@ import {
   sendProblem,
 } from './lib/http.js';
 import { AppError } from './lib/problem.js';
+import { ROUTE_PERMISSIONS } from './lib/route-permissions.js';
 import { apiKeysRoutes } from './modules/api-keys/api-keys.routes.js';
 import {
   type ApiKeysService,
@@ -200,6 +201,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  // No /api route without a declared requirement: checked as routes register, so start-up fails.
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith('/api/') || route.url.startsWith('/api/auth/')) return;
+    for (const method of ([] as string[]).concat(route.method)) {
+      if (method === 'HEAD') continue;
+      const requirement = ROUTE_PERMISSIONS[`${method} ${route.url}`];
+      if (!requirement) throw new Error(`${method} ${route.url} has no entry in ROUTE_PERMISSIONS`);
+      route.schema = { ...route.schema, 'x-permissions': requirement } as typeof route.schema;
+    }
+  });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

@@ -1,6 +1,13 @@
 import type { Static } from 'typebox';
 import type { Db, Tx } from '../../db/client.js';
-import { type Actor, authorize, type RequestContext } from '../../lib/authz.js';
+import {
+  type Actor,
+  authorize,
+  can,
+  canSee,
+  NO_SUCH_ORGANIZATION,
+  type RequestContext,
+} from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { formatAmount, parseAmount } from '../../lib/money.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
@@ -353,9 +360,10 @@ export function createLedgerService(deps: LedgerDeps) {
     /** Moves credits from one organization to another in one atomic transaction. */
     async transfer(ctx: RequestContext, idOrSlug: string, body: Static<typeof TransferBody>, key?: string) {
       const from = await resolve(ctx, idOrSlug, 'credits:transfer');
-      const to = await organizations.load(db, body.to_organization_id).catch(() => {
-        throw invalidField('to_organization_id', 'is not an organization');
-      });
+      // The receiver must be an organization the caller can see (a sub-organization, say).
+      const to = await organizations.load(db, body.to_organization_id).catch(() => undefined);
+      if (!to || !canSee(ctx.actor, to.id))
+        throw invalidField('to_organization_id', 'is not an organization you can see');
       if (to.id === from.id)
         throw invalidField('to_organization_id', 'must differ from the sending organization');
       const amount = positive('amount', body.amount);
@@ -520,7 +528,7 @@ export function createLedgerService(deps: LedgerDeps) {
       body: Static<typeof CreateHoldBody>,
       key?: string,
     ) {
-      const org = await resolve(ctx, idOrSlug, 'credits:deduct');
+      const org = await resolve(ctx, idOrSlug, 'usage:record');
       const amount = positive('amount', body.amount);
       const seconds = body.expires_in_seconds ?? 3600;
       return submit({
@@ -575,7 +583,7 @@ export function createLedgerService(deps: LedgerDeps) {
       body: { amount?: string | number },
       key?: string,
     ) {
-      const org = await resolve(ctx, idOrSlug, 'credits:deduct');
+      const org = await resolve(ctx, idOrSlug, 'usage:record');
       const requested = body.amount === undefined ? undefined : positive('amount', body.amount);
       return submit({
         organizationIds: [org.id],
@@ -618,7 +626,7 @@ export function createLedgerService(deps: LedgerDeps) {
     },
 
     async releaseHold(ctx: RequestContext, idOrSlug: string, holdId: string, key?: string) {
-      const org = await resolve(ctx, idOrSlug, 'credits:deduct');
+      const org = await resolve(ctx, idOrSlug, 'usage:record');
       return submit({
         organizationIds: [org.id],
         requestId: ctx.requestId,
@@ -677,7 +685,7 @@ export function createLedgerService(deps: LedgerDeps) {
      * the others. Each event's idempotency key makes its retry safe.
      */
     async recordUsage(ctx: RequestContext, body: Static<typeof UsageBody>) {
-      authorize(ctx, ['credits:deduct'], null);
+      // Authorized per event: one batch may span organizations, and each answers on its own.
       const parsed = body.events.map((e, i) => {
         const credits = positive(`events.${i}.credits`, e.credits);
         const cost = e.cost === undefined ? undefined : nonNegative(`events.${i}.cost`, e.cost);
@@ -686,6 +694,12 @@ export function createLedgerService(deps: LedgerDeps) {
       const results = await Promise.all(
         parsed.map(({ e, credits, cost }) => {
           const { idempotency_key, ...content } = e;
+          if (!can(ctx.actor, ['usage:record'], e.organization_id))
+            return Promise.resolve(
+              canSee(ctx.actor, e.organization_id)
+                ? refusal('forbidden', 'Requires usage:record', ctx.requestId)
+                : refusal('not_found', NO_SUCH_ORGANIZATION, ctx.requestId),
+            );
           return engine.submit({
             organizationIds: [e.organization_id],
             requestId: ctx.requestId,
