@@ -131,6 +131,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     mail,
     publicUrl: deps.publicUrl ?? 'http://127.0.0.1:3000',
   });
+  lifecycle.deleted.push(invitations.onOrganizationDeleted);
   return {
     operator: createOperatorService({ db, adminToken: deps.adminToken }),
     organizations,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { type Static, Type } from 'typebox';
-import type { Db } from '../../db/client.js';
+import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, type RequestContext, type Role } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
@@ -116,22 +116,22 @@ export function createInvitationsService(deps: {
   const { db, audit, organizations } = deps;
 
   async function send(
+    ex: Executor,
     org: { id: string; name: string; branding: Record<string, unknown> },
     email: string,
     role: string,
     token: string,
     inviter: string | null,
   ) {
-    await deps.mail.send({
-      to: email,
-      ...invitationEmail({
-        organization: org,
-        role,
-        inviter,
-        acceptUrl: `${deps.publicUrl.replace(/\/$/, '')}/invitations/${token}`,
-        apiUrl: `${deps.publicUrl.replace(/\/$/, '')}/api/invitations/${token}/accept`,
-      }),
+    const base = deps.publicUrl.replace(/\/$/, '');
+    const content = invitationEmail({
+      organization: org,
+      role,
+      inviter,
+      acceptUrl: `${base}/invitations/${token}`,
+      apiUrl: `${base}/api/invitations/${token}/accept`,
     });
+    await deps.mail.send({ to: email, ...content }, ex);
   }
 
   async function inviterName(ctx: RequestContext): Promise<string | null> {
@@ -154,6 +154,16 @@ export function createInvitationsService(deps: {
   }
 
   return {
+    /** An organization's pending invitations die with it. */
+    async onOrganizationDeleted(tx: Tx, organizationId: string) {
+      await tx
+        .updateTable('invitations')
+        .set({ status: 'revoked', updated_at: new Date() })
+        .where('organization_id', '=', organizationId)
+        .where('status', '=', 'pending')
+        .execute();
+    },
+
     async create(ctx: RequestContext, idOrSlug: string, body: Static<typeof CreateInvitationBody>) {
       const org = await organizations.load(db, idOrSlug);
       authorize(
@@ -171,6 +181,9 @@ export function createInvitationsService(deps: {
         .executeTakeFirst();
       if (existing) throw new AppError('already_member', `${email} is already a member`);
       const token = newToken();
+      const inviter = await inviterName(ctx);
+      // The mail goes out inside the transaction: if it cannot be sent, no invitation exists
+      // (a retry is not blocked by a pending one nobody received).
       const row = await db.transaction().execute(async (tx) => {
         // An expired pending invitation no longer blocks a new one.
         await tx
@@ -211,9 +224,9 @@ export function createInvitationsService(deps: {
           targetId: inserted.id,
           changes: { email: { before: null, after: email }, role: { before: null, after: body.role } },
         });
+        await send(tx, org, email, body.role, token, inviter);
         return inserted;
       });
-      await send(org, email, body.role, token, await inviterName(ctx));
       return view(row);
     },
 
@@ -240,31 +253,35 @@ export function createInvitationsService(deps: {
       const org = await organizations.load(db, idOrSlug);
       authorize(ctx, ['invitations:manage'], org.id);
       const token = newToken();
-      const row = await db
-        .updateTable('invitations')
-        .set((eb) => ({
-          token_hash: hash(token),
-          expires_at: new Date(Date.now() + INVITATION_TTL_MS),
-          sent_count: eb('sent_count', '+', 1),
-          last_sent_at: new Date(),
-          updated_at: new Date(),
-        }))
-        .where('organization_id', '=', org.id)
-        .where('id', '=', invitationId)
-        .where('status', '=', 'pending')
-        .returningAll()
-        .executeTakeFirst();
-      if (!row) {
-        const exists = await db
-          .selectFrom('invitations')
-          .select('status')
+      const inviter = await inviterName(ctx);
+      const row = await db.transaction().execute(async (tx) => {
+        const updated = await tx
+          .updateTable('invitations')
+          .set((eb) => ({
+            token_hash: hash(token),
+            expires_at: new Date(Date.now() + INVITATION_TTL_MS),
+            sent_count: eb('sent_count', '+', 1),
+            last_sent_at: new Date(),
+            updated_at: new Date(),
+          }))
           .where('organization_id', '=', org.id)
           .where('id', '=', invitationId)
+          .where('status', '=', 'pending')
+          .returningAll()
           .executeTakeFirst();
-        if (!exists) throw new AppError('not_found', 'No such invitation');
-        throw new AppError('invitation_gone', `The invitation is ${exists.status}`);
-      }
-      await send(org, row.email, row.role, token, await inviterName(ctx));
+        if (!updated) {
+          const exists = await tx
+            .selectFrom('invitations')
+            .select('status')
+            .where('organization_id', '=', org.id)
+            .where('id', '=', invitationId)
+            .executeTakeFirst();
+          if (!exists) throw new AppError('not_found', 'No such invitation');
+          throw new AppError('invitation_gone', `The invitation is ${exists.status}`);
+        }
+        await send(tx, org, updated.email, updated.role, token, inviter);
+        return updated;
+      });
       return view(row);
     },
 

@@ -1,5 +1,5 @@
 import nodemailer from 'nodemailer';
-import type { Db } from '../../db/client.js';
+import type { Db, Executor } from '../../db/client.js';
 import { authorize, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 
@@ -39,12 +39,16 @@ export function createMailService(deps: { db: Db; smtpUrl: string | undefined; f
   return {
     transport: transport ? 'smtp' : 'mailbox',
 
-    async send(message: Message): Promise<void> {
+    /**
+     * Sends (or keeps) a message. Pass the caller's transaction so that a message kept in the
+     * mailbox commits with the change it announces.
+     */
+    async send(message: Message, ex: Executor = deps.db): Promise<void> {
       if (transport) {
         await transport.sendMail({ from: deps.from, ...message });
         return;
       }
-      await deps.db
+      await ex
         .insertInto('mailbox_messages')
         .values({
           id: newId('msg'),

@@ -1,0 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { expect, it } from 'vitest';
+import { withMatrix } from './permissions-doc.js';
+
+it('README shows the permission matrix as the code defines it (run npm run docs:permissions)', () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  expect(withMatrix(readme)).toBe(readme);
+});
