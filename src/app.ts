@@ -94,7 +94,7 @@ const BEARER = /^Bearer\s+(\S+)$/i;
 async function wireServices(deps: AppDeps): Promise<Services> {
   const db = deps.db.db;
   const audit = createAuditService();
-  const lifecycle: OrganizationLifecycle = { created: [], deleted: [], details: [] };
+  const lifecycle: OrganizationLifecycle = { created: [], deleted: [], details: [], exports: [] };
   const organizations = createOrganizationsService({ db, audit, lifecycle });
   const ledger = createLedgerService({
     db,
@@ -132,6 +132,12 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     publicUrl: deps.publicUrl ?? 'http://127.0.0.1:3000',
   });
   lifecycle.deleted.push(invitations.onOrganizationDeleted);
+  lifecycle.exports.push(
+    members.exportSection,
+    ledger.exportSection,
+    apiKeys.exportSection,
+    invitations.exportSection,
+  );
   return {
     operator: createOperatorService({ db, adminToken: deps.adminToken }),
     organizations,

@@ -390,6 +390,47 @@ describe('GET /api/organizations/{id}/export', () => {
       'organization.created',
     ]);
     expect(doc.sub_organization_ids).toEqual([]);
+    expect(doc.members).toEqual([]);
+    expect(doc.api_keys).toEqual([]);
+    expect(doc.invitations).toEqual([]);
+    expect(doc.ledger).toMatchObject({
+      accounts: [{ account: 'credits', balance: '0' }],
+      transactions: [],
+      holds: [],
+      top_ups: [],
+    });
+  });
+
+  it('includes the ledger, keys and invitations, never a secret', async () => {
+    const org = await createOk({ name: 'Exporter Two' });
+    await t.call({
+      method: 'POST',
+      url: `/api/organizations/${org.id}/credits/add`,
+      payload: { amount: '5' },
+    });
+    const key = (
+      await t.call({
+        method: 'POST',
+        url: `/api/organizations/${org.id}/api-keys`,
+        payload: { name: 'ci', scopes: ['read'] },
+      })
+    ).json();
+    await t.call({
+      method: 'POST',
+      url: `/api/organizations/${org.id}/invitations`,
+      payload: { email: 'x@export.test', role: 'agent' },
+    });
+    const res = await t.call({ method: 'GET', url: `/api/organizations/${org.id}/export` });
+    const doc = res.json();
+    expect(doc.ledger.transactions.map((x: { type: string; amount: string }) => [x.type, x.amount])).toEqual([
+      ['top_up', '5'],
+    ]);
+    expect(doc.ledger.accounts).toContainEqual({ account: 'credits', balance: '5' });
+    expect(doc.api_keys.map((k: { id: string }) => k.id)).toEqual([key.id]);
+    expect(doc.invitations.map((i: { email: string }) => i.email)).toEqual(['x@export.test']);
+    expect(res.body).not.toContain(key.key);
+    expect(res.body).not.toContain('key_hash');
+    expect(res.body).not.toContain('token_hash');
   });
 });
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import { type Static, Type } from 'typebox';
-import type { Db, DbHandle, Tx } from '../../db/client.js';
+import type { Db, DbHandle, Executor, Tx } from '../../db/client.js';
 import {
   type Actor,
   API_KEY_SCOPES,
@@ -231,6 +231,17 @@ export function createApiKeysService(deps: {
         });
       });
       cache.delete(keyId);
+    },
+
+    /** Key metadata for the export: never secrets or hashes. */
+    async exportSection(ex: Executor, organizationId: string) {
+      const rows = (await ex
+        .selectFrom('api_keys')
+        .selectAll()
+        .where('organization_id', '=', organizationId)
+        .orderBy('id')
+        .execute()) as KeyRow[];
+      return { api_keys: rows.map(view) };
     },
 
     /** An organization's keys die with it. */

@@ -154,6 +154,16 @@ export function createInvitationsService(deps: {
   }
 
   return {
+    async exportSection(ex: Executor, organizationId: string) {
+      const rows = await ex
+        .selectFrom('invitations')
+        .selectAll()
+        .where('organization_id', '=', organizationId)
+        .orderBy('id')
+        .execute();
+      return { invitations: rows.map(view) };
+    },
+
     /** An organization's pending invitations die with it. */
     async onOrganizationDeleted(tx: Tx, organizationId: string) {
       await tx

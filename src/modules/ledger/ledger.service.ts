@@ -1,5 +1,5 @@
 import type { Static } from 'typebox';
-import type { Db, Tx } from '../../db/client.js';
+import type { Db, Executor, Tx } from '../../db/client.js';
 import {
   type Actor,
   authorize,
@@ -292,6 +292,45 @@ export function createLedgerService(deps: LedgerDeps) {
 
   return {
     engine,
+
+    /** The ledger's part of an organization's export: accounts, every transaction, holds, top-ups. */
+    async exportSection(ex: Executor, organizationId: string) {
+      const [accounts, transactions, holds, topUps] = await Promise.all([
+        ex
+          .selectFrom('ledger_accounts')
+          .select(['code', 'balance'])
+          .where('organization_id', '=', organizationId)
+          .orderBy('code')
+          .execute(),
+        repo.findTransactions(ex, organizationId, {
+          types: undefined,
+          from: undefined,
+          to: undefined,
+          beforeId: undefined,
+          limit: undefined,
+        }),
+        ex
+          .selectFrom('ledger_holds')
+          .selectAll()
+          .where('organization_id', '=', organizationId)
+          .orderBy('id')
+          .execute(),
+        ex
+          .selectFrom('top_ups')
+          .selectAll()
+          .where('organization_id', '=', organizationId)
+          .orderBy('id')
+          .execute(),
+      ]);
+      return {
+        ledger: {
+          accounts: accounts.map((a) => ({ account: a.code, balance: fmt(a.balance) })),
+          transactions: transactions.map(rowToView),
+          holds: holds.map(viewHold),
+          top_ups: topUps.map(viewTopUp),
+        },
+      };
+    },
 
     /** Opens the organization's credits account; run when the organization is created. */
     openAccount: (tx: Tx, organizationId: string) => repo.insertCreditAccounts(tx, [organizationId]),

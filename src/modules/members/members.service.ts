@@ -1,5 +1,5 @@
 import type { Static } from 'typebox';
-import type { Db, Tx } from '../../db/client.js';
+import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, can, type RequestContext, type Role } from '../../lib/authz.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
@@ -92,6 +92,11 @@ export function createMembersService(deps: {
     onOrganizationDeleted: (tx: Tx, organizationId: string) => repo.deleteMembersOf(tx, organizationId),
 
     countMembers: (tx: Db | Tx, organizationId: string) => repo.countMembers(tx, organizationId),
+
+    async exportSection(ex: Executor, organizationId: string) {
+      const rows = await repo.findMembers(ex, organizationId, { afterUserId: undefined, limit: 1_000_000 });
+      return { members: rows.map(view) };
+    },
 
     async addExisting(tx: Tx, ctx: RequestContext, organizationId: string, userId: string, role: Role) {
       if (!(await repo.insertMember(tx, { organization_id: organizationId, user_id: userId, role })))

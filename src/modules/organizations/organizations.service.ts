@@ -88,6 +88,8 @@ export interface OrganizationLifecycle {
   deleted: Array<(tx: Tx, organizationId: string) => Promise<void>>;
   /** Extra counts for the detail view (member_count, ...), from the modules that own them. */
   details: Array<(db: Executor, organizationId: string) => Promise<Record<string, number>>>;
+  /** Sections of the export document (members, ledger, keys, ...), from the modules that own them. */
+  exports: Array<(db: Executor, organizationId: string) => Promise<Record<string, unknown>>>;
 }
 
 export function createOrganizationsService(deps: {
@@ -96,7 +98,12 @@ export function createOrganizationsService(deps: {
   lifecycle?: OrganizationLifecycle;
 }) {
   const { db, audit } = deps;
-  const lifecycle: OrganizationLifecycle = deps.lifecycle ?? { created: [], deleted: [], details: [] };
+  const lifecycle: OrganizationLifecycle = deps.lifecycle ?? {
+    created: [],
+    deleted: [],
+    details: [],
+    exports: [],
+  };
 
   /** Finds an organization by id or slug; 404 when missing. */
   async function load(
@@ -300,11 +307,13 @@ export function createOrganizationsService(deps: {
     async exportData(ctx: RequestContext, idOrSlug: string) {
       const row = await load(db, idOrSlug);
       authorize(ctx, ['organization:export'], row.id);
+      const sections = await Promise.all(lifecycle.exports.map((section) => section(db, row.id)));
       return {
         format: 'orgbase.organization-export.v1',
         exported_at: new Date().toISOString(),
         organization: toView(row),
         sub_organization_ids: await repo.findSubOrganizationIds(db, row.id),
+        ...Object.assign({}, ...sections),
         audit_log: await audit.exportAll(db, row.id),
       };
     },
