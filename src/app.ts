@@ -286,6 +286,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       const url = new URL(req.url, deps.publicUrl ?? `http://${req.headers.host ?? '127.0.0.1'}`);
       const headers = new Headers();
       for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers.set(k, v);
+      // The body is re-serialized as JSON whatever arrived (or nothing did).
+      if (req.method === 'POST') headers.set('content-type', 'application/json');
       const response = await services.auth.handle(
         new Request(url, {
           method: req.method,
@@ -321,7 +323,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   );
 
   await app.register(async (api) => {
-    api.addHook('onRequest', async (req, reply) => {
+    // preParsing, not onRequest: the rate limiter's per-route onRequest hook must count a
+    // request before authentication can refuse it, or token guessing would go unlimited.
+    api.addHook('preParsing', async (req, reply, payload) => {
       const match = BEARER.exec(req.headers.authorization ?? '');
       const actor = await authenticate(req.headers);
       if (!actor) {
@@ -336,6 +340,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         );
       }
       req.ctx = { actor, requestId: req.id };
+      return payload;
     });
     await api.register(organizationsRoutes(services.organizations));
     await api.register(ledgerRoutes(services.ledger));

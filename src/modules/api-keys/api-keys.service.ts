@@ -212,6 +212,7 @@ export function createApiKeysService(deps: {
     async revoke(ctx: RequestContext, idOrSlug: string, keyId: string) {
       const org = await deps.organizations.load(db, idOrSlug);
       authorize(ctx, ['api_keys:manage'], org.id);
+      let revokedPrefix: string | undefined;
       await db.transaction().execute(async (tx) => {
         const row = await tx
           .selectFrom('api_keys')
@@ -223,6 +224,7 @@ export function createApiKeysService(deps: {
         if (!row) throw new AppError('not_found', 'No such API key');
         if (row.revoked_at) return;
         await revokeIn(tx, [row]);
+        revokedPrefix = row.prefix;
         await deps.audit.record(tx, ctx, {
           organizationId: org.id,
           action: 'api_key.revoked',
@@ -230,7 +232,8 @@ export function createApiKeysService(deps: {
           targetId: row.id,
         });
       });
-      cache.delete(keyId);
+      // Committed: this process must not wait for its own NOTIFY to stop trusting the key.
+      if (revokedPrefix) cache.delete(revokedPrefix);
     },
 
     /** Key metadata for the export: never secrets or hashes. */

@@ -34,6 +34,7 @@ function codeFor(status: number, authCode: string | undefined): ErrorCode {
   if (status === 403) return 'forbidden';
   if (status === 404) return 'not_found';
   if (status === 429) return 'rate_limited';
+  if (status === 415) return 'unsupported_media_type';
   return 'validation_failed';
 }
 
