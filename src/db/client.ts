@@ -15,6 +15,8 @@ export type Executor = Db | Tx;
 export interface DbHandle {
   db: Db;
   kind: 'pglite' | 'postgres';
+  /** Connections this process may hold at once (1 for PGlite). */
+  poolSize: number;
   /**
    * Subscribes to a NOTIFY channel, so that every process hears what one of them changed
    * (cache invalidation). `onReset` runs when notifications may have been missed.
@@ -82,6 +84,7 @@ export function createPostgresDb(databaseUrl: string, poolSize = 10): DbHandle {
   return {
     db,
     kind: 'postgres',
+    poolSize,
     listen,
     close: async () => {
       closed = true;
@@ -103,6 +106,7 @@ export function createPgliteDb(pglite: PGlite, onClose?: () => void): DbHandle {
   return {
     db,
     kind: 'pglite',
+    poolSize: 1,
     // One process owns a PGlite database, and PGlite delivers its own NOTIFYs to its listeners.
     listen: async (channel, onMessage) => pglite.listen(channel, onMessage),
     close: async () => {

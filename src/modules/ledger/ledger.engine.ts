@@ -211,18 +211,18 @@ export function createLedgerEngine(deps: EngineDeps) {
           existing.set(k, record);
         }
       }
-      await repo.updateCreditBalances(tx, [...book.touched]);
-      await repo.addToAccounts(
-        tx,
-        [...book.deltas].map(([k, delta]) => {
+      for (const s of book.recharge) await deps.onRecharge(tx, s, { type: 'operator', id: 'auto_recharge' });
+      const inserted = await repo.writeBatch(tx, {
+        states: [...book.touched],
+        deltas: [...book.deltas].map(([k, delta]) => {
           const [org, code] = k.split('\u0000') as [string, string];
           return [org, code, delta];
         }),
-      );
-      await repo.insertTransactions(tx, book.transactions);
-      for (const s of book.recharge) await deps.onRecharge(tx, s, { type: 'operator', id: 'auto_recharge' });
+        transactions: book.transactions,
+        records,
+      });
       // Another process applied one of these keys since we looked: start over, and replay it.
-      if ((await repo.insertIdempotencyRecords(tx, records)) !== records.length) throw new Retry();
+      if (inserted !== records.length) throw new Retry();
       return results;
     });
   }

@@ -116,18 +116,6 @@ export async function findAccountBalance(
   return rows[0]?.balance ?? 0n;
 }
 
-/** Writes the new state of `credits` rows (balance and month spend) in one statement. */
-export async function updateCreditBalances(db: Executor, states: CreditState[]): Promise<void> {
-  if (states.length === 0) return;
-  await sql`update ledger_accounts a
-    set balance = v.balance, spend_month = v.spend_month, month_spend = v.month_spend, updated_at = now()
-    from unnest(${pgArray(states.map((s) => s.organizationId))}::text[],
-                ${pgArray(states.map((s) => s.balance))}::bigint[],
-                ${pgArray(states.map((s) => s.spendMonth))}::text[],
-                ${pgArray(states.map((s) => s.monthSpend))}::bigint[]) as v(organization_id, balance, spend_month, month_spend)
-    where a.organization_id = v.organization_id and a.code = ${CREDITS}`.execute(db);
-}
-
 export interface CreditPolicy {
   overdraft_enabled?: boolean;
   overdraft_limit?: bigint;
@@ -152,35 +140,71 @@ export async function updateCreditPolicy(
     .execute();
 }
 
-/** Adds deltas to non-`credits` accounts, creating them on first use; sorted to avoid deadlocks. */
-export async function addToAccounts(db: Executor, deltas: Array<[org: string, code: string, delta: bigint]>) {
-  if (deltas.length === 0) return;
-  const sorted = [...deltas].sort((a, b) => (a[0] === b[0] ? (a[1] < b[1] ? -1 : 1) : a[0] < b[0] ? -1 : 1));
-  await sql`insert into ledger_accounts (organization_id, code, balance)
-    select * from unnest(${pgArray(sorted.map((d) => d[0]))}::text[], ${pgArray(sorted.map((d) => d[1]))}::text[],
-                         ${pgArray(sorted.map((d) => d[2]))}::bigint[])
-    on conflict (organization_id, code)
-    do update set balance = ledger_accounts.balance + excluded.balance, updated_at = now()`.execute(db);
-}
-
-export async function insertTransactions(db: Executor, txs: NewTransaction[]): Promise<void> {
-  if (txs.length === 0) return;
-  const col = <T>(f: (t: NewTransaction) => T) => txs.map(f);
-  await sql`insert into ledger_transactions (organization_id, id, type, amount, entry_accounts, entry_amounts,
-      balance_after, description, actor_type, actor_id, metadata, related_id, created_at)
-    select v.organization_id, v.id, v.type, v.amount, v.entry_accounts::text[], v.entry_amounts::bigint[],
-      v.balance_after, v.description, v.actor_type, v.actor_id, v.metadata::jsonb, v.related_id,
-      ${txs[0]?.created_at ?? new Date()}::timestamptz
-    from unnest(${pgArray(col((t) => t.organization_id))}::text[], ${pgArray(col((t) => t.id))}::text[],
-                ${pgArray(col((t) => t.type))}::text[], ${pgArray(col((t) => t.amount))}::bigint[],
-                ${pgArray(col((t) => pgArray(t.entries.map((e) => e[0]))))}::text[],
-                ${pgArray(col((t) => pgArray(t.entries.map((e) => e[1]))))}::text[],
-                ${pgArray(col((t) => t.balance_after))}::bigint[],
-                ${pgArray(col((t) => t.description))}::text[],
-                ${pgArray(col((t) => t.actor_type))}::text[], ${pgArray(col((t) => t.actor_id))}::text[],
-                ${pgArray(col((t) => JSON.stringify(t.metadata)))}::text[], ${pgArray(col((t) => t.related_id))}::text[])
-      as v(organization_id, id, type, amount, entry_accounts, entry_amounts, balance_after, description,
-           actor_type, actor_id, metadata, related_id)`.execute(db);
+/**
+ * Writes one batch's outcome in a single statement (one round trip while the rows are locked):
+ * the new `credits` states, the deltas to other accounts (created on first use, in a fixed
+ * order so writers never deadlock), the transactions, and the idempotency records. Returns how
+ * many idempotency records were new: fewer than given means another writer got there first.
+ */
+export async function writeBatch(
+  db: Executor,
+  batch: {
+    states: CreditState[];
+    deltas: Array<[org: string, code: string, delta: bigint]>;
+    transactions: NewTransaction[];
+    records: IdempotencyRecord[];
+  },
+): Promise<number> {
+  const { states, transactions: txs, records } = batch;
+  const deltas = [...batch.deltas].sort((a, b) =>
+    a[0] === b[0] ? (a[1] < b[1] ? -1 : 1) : a[0] < b[0] ? -1 : 1,
+  );
+  const col = <T, V extends string | bigint | null>(rows: T[], f: (r: T) => V) => pgArray(rows.map(f));
+  const { rows } = await sql<{ n: bigint }>`with
+    credits as (
+      update ledger_accounts a
+      set balance = v.balance, spend_month = v.spend_month, month_spend = v.month_spend, updated_at = now()
+      from unnest(${col(states, (s) => s.organizationId)}::text[], ${col(states, (s) => s.balance)}::bigint[],
+                  ${col(states, (s) => s.spendMonth)}::text[], ${col(states, (s) => s.monthSpend)}::bigint[])
+        as v(organization_id, balance, spend_month, month_spend)
+      where a.organization_id = v.organization_id and a.code = ${CREDITS}
+      returning 1),
+    others as (
+      insert into ledger_accounts (organization_id, code, balance)
+      select * from unnest(${col(deltas, (d) => d[0])}::text[], ${col(deltas, (d) => d[1])}::text[],
+                           ${col(deltas, (d) => d[2])}::bigint[])
+      on conflict (organization_id, code)
+      do update set balance = ledger_accounts.balance + excluded.balance, updated_at = now()
+      returning 1),
+    transactions as (
+      insert into ledger_transactions (organization_id, id, type, amount, entry_accounts, entry_amounts,
+        balance_after, description, actor_type, actor_id, metadata, related_id, created_at)
+      select v.organization_id, v.id, v.type, v.amount, v.entry_accounts::text[], v.entry_amounts::bigint[],
+        v.balance_after, v.description, v.actor_type, v.actor_id, v.metadata::jsonb, v.related_id, v.created_at
+      from unnest(${col(txs, (t) => t.organization_id)}::text[], ${col(txs, (t) => t.id)}::text[],
+                  ${col(txs, (t) => t.type)}::text[], ${col(txs, (t) => t.amount)}::bigint[],
+                  ${col(txs, (t) => pgArray(t.entries.map((e) => e[0])))}::text[],
+                  ${col(txs, (t) => pgArray(t.entries.map((e) => e[1])))}::text[],
+                  ${col(txs, (t) => t.balance_after)}::bigint[], ${col(txs, (t) => t.description)}::text[],
+                  ${col(txs, (t) => t.actor_type)}::text[], ${col(txs, (t) => t.actor_id)}::text[],
+                  ${col(txs, (t) => JSON.stringify(t.metadata))}::text[], ${col(txs, (t) => t.related_id)}::text[],
+                  ${col(txs, (t) => t.created_at.toISOString())}::timestamptz[])
+        as v(organization_id, id, type, amount, entry_accounts, entry_amounts, balance_after, description,
+             actor_type, actor_id, metadata, related_id, created_at)
+      returning 1),
+    records as (
+      insert into idempotency_records (organization_id, key, fingerprint, status_code, response)
+      select v.o, v.k, v.f, v.s, v.r::jsonb
+      from unnest(${col(records, (r) => r.organization_id)}::text[], ${col(records, (r) => r.key)}::text[],
+                  ${col(records, (r) => r.fingerprint)}::text[], ${col(records, (r) => BigInt(r.status_code))}::int[],
+                  ${col(records, (r) => JSON.stringify(r.response))}::text[]) as v(o, k, f, s, r)
+      on conflict do nothing
+      returning 1)
+    select (select count(*) from records) as n,
+           (select count(*) from credits) + (select count(*) from others) + (select count(*) from transactions) as written`.execute(
+    db,
+  );
+  return Number(rows[0]?.n ?? 0);
 }
 
 export interface IdempotencyRecord {
@@ -202,21 +226,6 @@ export async function findIdempotencyRecords(
     join unnest(${pgArray(pairs.map((p) => p[0]))}::text[], ${pgArray(pairs.map((p) => p[1]))}::text[]) as v(o, k)
       on r.organization_id = v.o and r.key = v.k`.execute(db);
   return rows;
-}
-
-/** Inserts the records; returns how many were new (fewer means another writer got there first). */
-export async function insertIdempotencyRecords(db: Executor, records: IdempotencyRecord[]): Promise<number> {
-  if (records.length === 0) return 0;
-  const { rows } = await sql<{
-    key: string;
-  }>`insert into idempotency_records (organization_id, key, fingerprint, status_code, response)
-    select v.o, v.k, v.f, v.s, v.r::jsonb
-    from unnest(${pgArray(records.map((r) => r.organization_id))}::text[], ${pgArray(records.map((r) => r.key))}::text[],
-                ${pgArray(records.map((r) => r.fingerprint))}::text[], ${pgArray(records.map((r) => BigInt(r.status_code)))}::int[],
-                ${pgArray(records.map((r) => JSON.stringify(r.response)))}::text[]) as v(o, k, f, s, r)
-    on conflict do nothing
-    returning key`.execute(db);
-  return rows.length;
 }
 
 export async function findTransactions(
