@@ -95,7 +95,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
   const db = deps.db.db;
   const audit = createAuditService();
   const lifecycle: OrganizationLifecycle = { created: [], deleted: [], details: [], exports: [] };
-  const organizations = createOrganizationsService({ db, audit, lifecycle });
+  const organizations = createOrganizationsService({ db, audit, lifecycle, listen: deps.db.listen });
   const ledger = createLedgerService({
     db,
     organizations,
@@ -175,9 +175,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const services = await wireServices(deps);
-  const stopListening = await services.apiKeys.start();
+  const stopListening = [await services.apiKeys.start(), await services.organizations.start()];
   app.addHook('onClose', async () => {
-    await stopListening();
+    for (const stop of stopListening) await stop();
     services.mail.close();
   });
   installValidation(app);

@@ -36,13 +36,14 @@ export async function createScratchDatabase(): Promise<{ url: string; drop: () =
  * A migrated database for one test file: a fresh PostgreSQL database when DATABASE_URL is
  * set, else an in-memory PGlite loaded from the migrated template.
  */
-export async function createTestDb(): Promise<DbHandle> {
+export async function createTestDb(): Promise<DbHandle & { poolUrl?: string }> {
   if (onPostgres) {
     const scratch = await createScratchDatabase();
     const handle = createPostgresDb(scratch.url, 5);
     await migrate(handle.db);
     return {
       ...handle,
+      poolUrl: scratch.url,
       close: async () => {
         await handle.close();
         await scratch.drop();
@@ -55,7 +56,7 @@ export async function createTestDb(): Promise<DbHandle> {
 
 export interface TestContext {
   app: App;
-  db: DbHandle;
+  db: DbHandle & { poolUrl?: string };
   /** app.inject with the operator's token unless `headers.authorization` is given. */
   call: (opts: InjectOptions) => Promise<LightMyRequestResponse>;
   close: () => Promise<void>;

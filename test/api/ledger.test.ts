@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { buildApp } from '../../src/app.js';
+import { createPostgresDb } from '../../src/db/client.js';
+import { ADMIN_TOKEN, createTestApp, onPostgres, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
 beforeAll(async () => {
@@ -541,5 +543,34 @@ describe('GET /api/ledger/verify', () => {
       t.db.db,
     );
     await verified();
+  });
+});
+
+describe.runIf(onPostgres)('two processes on one database', () => {
+  it('a deactivation in one stops spending in the other (its cached liveness is invalidated)', async () => {
+    const other = await buildApp({
+      db: createPostgresDb(t.db.poolUrl as string, 3),
+      adminToken: ADMIN_TOKEN,
+    });
+    try {
+      const org = await newOrg('10');
+      const debitThere = () =>
+        other.inject({
+          method: 'POST',
+          url: `/api/organizations/${org}/credits/deduct`,
+          payload: { amount: '1' },
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        });
+      expect((await debitThere()).statusCode).toBe(201); // `other` now caches the organization as active
+      await post(`/api/organizations/${org}/toggle`);
+      let code = '';
+      for (let i = 0; i < 50 && code !== 'organization_inactive'; i++) {
+        code = (await debitThere()).json().code;
+        if (code !== 'organization_inactive') await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(code).toBe('organization_inactive');
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -155,15 +155,16 @@ export function createLedgerEngine(deps: EngineDeps) {
       const live = await deps.organizationStates(tx, ids);
       const liveIds = ids.filter((id) => live.has(id));
       const active = new Map([...live].map(([id, s]) => [id, s.active]));
-      const states = await repo.lockCreditAccounts(tx, liveIds, active);
       const keyed = ops.filter((o) => o.idempotency && live.has(o.organizationIds[0] as string));
-      const existing = new Map(
-        (
-          await repo.findIdempotencyRecords(
-            tx,
-            keyed.map((o) => [o.organizationIds[0] as string, o.idempotency?.key as string]),
-          )
-        ).map((r) => [`${r.organization_id}\u0000${r.key}`, r]),
+      const locked = await repo.lockAccountsAndFindRecords(
+        tx,
+        liveIds,
+        active,
+        keyed.map((o) => [o.organizationIds[0] as string, o.idempotency?.key as string]),
+      );
+      const states = locked.states;
+      const existing = new Map<string, repo.IdempotencyRecord>(
+        locked.records.map((r) => [`${r.organization_id}\u0000${r.key}`, r]),
       );
       const book = new Book(tx, states, new Date());
       const records: repo.IdempotencyRecord[] = [];

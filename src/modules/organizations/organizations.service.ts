@@ -1,5 +1,6 @@
+import { sql } from 'kysely';
 import type { Static } from 'typebox';
-import type { Db, Executor, Tx } from '../../db/client.js';
+import type { Db, DbHandle, Executor, Tx } from '../../db/client.js';
 import { authorize, can, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
 import { ID_PATTERN, newId } from '../../lib/ids.js';
 import { formatMoney, parseAmount } from '../../lib/money.js';
@@ -92,12 +93,42 @@ export interface OrganizationLifecycle {
   exports: Array<(db: Executor, organizationId: string) => Promise<Record<string, unknown>>>;
 }
 
+const LIVENESS_CHANNEL = 'orgbase_organizations';
+/** A backstop only: changes of liveness reach every process at once through NOTIFY. */
+const LIVENESS_CACHE_MS = 60_000;
+
 export function createOrganizationsService(deps: {
   db: Db;
   audit: AuditService;
   lifecycle?: OrganizationLifecycle;
+  listen?: DbHandle['listen'];
 }) {
   const { db, audit } = deps;
+  // Whether an organization is live and active, read on every debit: cached, and invalidated in
+  // every process by a NOTIFY sent in the transaction that changes it.
+  const liveness = new Map<string, { active: boolean; at: number }>();
+
+  async function announceLiveness(tx: Tx, organizationId: string) {
+    await sql`select pg_notify(${LIVENESS_CHANNEL}, ${organizationId})`.execute(tx);
+  }
+
+  async function liveStates(ex: Executor, ids: string[]): Promise<Map<string, { active: boolean }>> {
+    const now = Date.now();
+    const out = new Map<string, { active: boolean }>();
+    const missing: string[] = [];
+    for (const id of ids) {
+      const hit = liveness.get(id);
+      if (hit && now - hit.at < LIVENESS_CACHE_MS) out.set(id, { active: hit.active });
+      else missing.push(id);
+    }
+    if (missing.length) {
+      for (const [id, state] of await repo.findLiveStates(ex, missing)) {
+        out.set(id, state);
+        liveness.set(id, { active: state.active, at: now });
+      }
+    }
+    return out;
+  }
   const lifecycle: OrganizationLifecycle = deps.lifecycle ?? {
     created: [],
     deleted: [],
@@ -134,10 +165,11 @@ export function createOrganizationsService(deps: {
     permission: 'organization:update' | 'organization:toggle',
     change: (tx: Tx, row: repo.OrganizationRow) => Promise<{ row: repo.OrganizationRow; action?: string }>,
   ): Promise<OrganizationView> {
-    return db.transaction().execute(async (tx) => {
+    const view = await db.transaction().execute(async (tx) => {
       const current = await load(tx, idOrSlug, { forUpdate: true });
       authorize(ctx, [permission], current.id);
       const { row, action } = await change(tx, current);
+      if (row.active !== current.active) await announceLiveness(tx, row.id);
       if (action) {
         const changes = diff(toView(current), toView(row));
         delete changes.updated_at;
@@ -151,13 +183,26 @@ export function createOrganizationsService(deps: {
       }
       return toView(row);
     });
+    // Committed: this process must not wait for its own NOTIFY.
+    liveness.delete(view.id);
+    return view;
   }
 
   return {
     load,
 
+    /** Starts hearing other processes' changes of liveness (activation, deletion). */
+    async start(): Promise<() => Promise<void>> {
+      if (!deps.listen) return async () => {};
+      return deps.listen(
+        LIVENESS_CHANNEL,
+        (id) => liveness.delete(id),
+        () => liveness.clear(),
+      );
+    },
+
     /** Which of `ids` are live organizations, and whether each is active (for the ledger's hot path). */
-    liveStates: (ex: Executor, ids: string[]) => repo.findLiveStates(ex, ids),
+    liveStates,
 
     async create(ctx: RequestContext, input: CreateInput): Promise<OrganizationView> {
       authorize(ctx, ['organization:create'], null);
@@ -277,7 +322,7 @@ export function createOrganizationsService(deps: {
      * sub-organizations are attached.
      */
     async remove(ctx: RequestContext, idOrSlug: string): Promise<void> {
-      await db.transaction().execute(async (tx) => {
+      const id = await db.transaction().execute(async (tx) => {
         const row = await load(tx, idOrSlug, { forUpdate: true });
         authorize(ctx, ['organization:delete'], row.id);
         if (row.is_default)
@@ -293,6 +338,7 @@ export function createOrganizationsService(deps: {
             { extra: { sub_organization_count: children } },
           );
         await repo.softDeleteOrganization(tx, row.id);
+        await announceLiveness(tx, row.id);
         for (const hook of lifecycle.deleted) await hook(tx, row.id);
         await audit.record(tx, ctx, {
           organizationId: row.id,
@@ -300,7 +346,9 @@ export function createOrganizationsService(deps: {
           targetType: 'organization',
           targetId: row.id,
         });
+        return row.id;
       });
+      liveness.delete(id);
     },
 
     /** Everything the organization owns, in one document, so its users can take their data. */
