@@ -288,6 +288,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers.set(k, v);
       // The body is re-serialized as JSON whatever arrived (or nothing did).
       if (req.method === 'POST') headers.set('content-type', 'application/json');
+      // Browsers send Origin with every POST, and Better Auth checks it against PUBLIC_URL. A
+      // request with neither Origin nor cookie is a server-side client (Node's fetch adds
+      // Sec-Fetch-Mode, which would make Better Auth demand an Origin it cannot have).
+      if (!headers.has('origin') && !headers.has('cookie'))
+        for (const h of ['sec-fetch-site', 'sec-fetch-mode', 'sec-fetch-dest']) headers.delete(h);
       const response = await services.auth.handle(
         new Request(url, {
           method: req.method,

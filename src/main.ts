@@ -15,6 +15,8 @@ export async function serve(config: Config): Promise<void> {
     app = await buildApp({
       db,
       adminToken: config.adminToken,
+      authSecret: config.authSecret,
+      publicUrl: publicUrlOf(config),
       logger: { level: config.logLevel },
       rateLimit: config.rateLimit,
       smtpUrl: config.smtpUrl,
@@ -57,6 +59,14 @@ export async function serve(config: Config): Promise<void> {
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+/** PUBLIC_URL, else where this process listens (links in mail must reach it). */
+function publicUrlOf(config: Config): string | undefined {
+  if (config.publicUrl) return config.publicUrl;
+  if (config.port === 0) return undefined;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`;
 }
 
 export function loadConfigOrExit(): Config {

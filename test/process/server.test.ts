@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,6 +146,62 @@ describe.runIf(onPostgres)('orgbase migrate on PostgreSQL', () => {
       expect(again.stdout()).toMatch(/^Nothing to apply/);
     } finally {
       await scratch.drop();
+    }
+  });
+});
+
+describe('AUTH_SECRET and PUBLIC_URL', () => {
+  it('signs sessions with AUTH_SECRET and puts PUBLIC_URL in invitation links', async () => {
+    const secret = 'a-session-signing-secret-of-32-chars!';
+    const adminToken = 'env-operator-token-abcdefgh';
+    const server = orgbase(['serve'], {
+      ...dbEnv,
+      PORT: '0',
+      ADMIN_TOKEN: adminToken,
+      AUTH_SECRET: secret,
+      PUBLIC_URL: 'https://orgbase.example.test',
+    });
+    const base = await listening(server);
+    try {
+      const signUp = await fetch(`${base}/api/auth/sign-up/email`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          email: `secret-${Date.now()}@example.test`,
+          password: 'long-enough-1',
+          name: 'Sig',
+        }),
+      });
+      expect(signUp.status, await signUp.clone().text()).toBe(200);
+      const signed = signUp.headers.get('set-auth-token') ?? '';
+      const [token, signature] = signed.split('.');
+      expect(signature).toBe(
+        createHmac('sha256', secret)
+          .update(token ?? '')
+          .digest('base64'),
+      );
+
+      const me = (await (
+        await fetch(`${base}/api/me`, { headers: { authorization: `Bearer ${signed}` } })
+      ).json()) as {
+        active_organization: { id: string };
+      };
+      const invited = await fetch(`${base}/api/organizations/${me.active_organization.id}/invitations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${signed}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ email: 'link@example.test', role: 'agent' }),
+      });
+      expect(invited.status).toBe(201);
+      const mailbox = (await (
+        await fetch(`${base}/api/dev/mailbox`, { headers: { authorization: `Bearer ${adminToken}` } })
+      ).json()) as {
+        data: Array<{ to: string; text: string }>;
+      };
+      const mail = mailbox.data.find((m) => m.to === 'link@example.test');
+      expect(mail?.text).toMatch(/https:\/\/orgbase\.example\.test\/invitations\/[A-Za-z0-9_-]+/);
+    } finally {
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
     }
   });
 });

@@ -2,7 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Actor } from '../../lib/authz.js';
 import { PageQuery, PageResponse } from '../../lib/pagination.js';
+import { AppError } from '../../lib/problem.js';
 import { OrganizationParams } from '../organizations/organizations.schema.js';
+import { acceptPage } from './accept-page.js';
 import {
   AcceptInvitationBody,
   CreateInvitationBody,
@@ -105,6 +107,18 @@ export const invitationLinkRoutes =
       },
       async (req) => invitations.preview(req.params.token),
     );
+    app.get('/invitations/:token', { schema: { hide: true, params: TokenParams } }, async (req, reply) => {
+      const invitation = await invitations.preview(req.params.token).catch((err: unknown) => {
+        if (err instanceof AppError) return err;
+        throw err;
+      });
+      reply.type('text/html; charset=utf-8').header('cache-control', 'no-store');
+      if (invitation instanceof AppError)
+        return reply
+          .status(invitation.status)
+          .send(acceptPage({ token: req.params.token, problem: invitation.message }));
+      return reply.send(acceptPage({ token: req.params.token, invitation }));
+    });
     app.post(
       '/api/invitations/:token/accept',
       {
