@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { sql } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import { type Static, Type } from 'typebox';
 import type { Db, DbHandle, Executor, Tx } from '../../db/client.js';
+import type { ApiKeysTable } from '../../db/schema.js';
 import {
   type Actor,
   API_KEY_SCOPES,
@@ -55,18 +56,7 @@ export const CreatedApiKeyResponse = Type.Object({
   key: Type.String({ description: 'The secret: shown this once, stored only as a SHA-256 hash' }),
 });
 
-interface KeyRow {
-  organization_id: string;
-  id: string;
-  name: string;
-  prefix: string;
-  key_hash: string;
-  scopes: string[];
-  created_at: Date;
-  expires_at: Date | null;
-  last_used_at: Date | null;
-  revoked_at: Date | null;
-}
+type KeyRow = Selectable<ApiKeysTable>;
 
 function view(k: KeyRow): Static<typeof ApiKeyResponse> {
   return {
@@ -101,11 +91,7 @@ export function createApiKeysService(deps: {
   async function lookup(prefix: string): Promise<KeyRow | undefined> {
     const hit = cache.get(prefix);
     if (hit && Date.now() - hit.at < CACHE_MS) return hit.row;
-    const row = (await db
-      .selectFrom('api_keys')
-      .selectAll()
-      .where('prefix', '=', prefix)
-      .executeTakeFirst()) as KeyRow | undefined;
+    const row = await db.selectFrom('api_keys').selectAll().where('prefix', '=', prefix).executeTakeFirst();
     cache.set(prefix, { row, at: Date.now() });
     return row;
   }
@@ -172,7 +158,7 @@ export function createApiKeysService(deps: {
         .slice(0, 12);
       const key = `${KEY_PREFIX}${prefix}_${randomBytes(32).toString('base64url')}`;
       return db.transaction().execute(async (tx) => {
-        const row = (await tx
+        const row = await tx
           .insertInto('api_keys')
           .values({
             organization_id: org.id,
@@ -185,7 +171,7 @@ export function createApiKeysService(deps: {
             expires_at: expires,
           })
           .returningAll()
-          .executeTakeFirstOrThrow()) as KeyRow;
+          .executeTakeFirstOrThrow();
         await deps.audit.record(tx, ctx, {
           organizationId: org.id,
           action: 'api_key.created',
@@ -200,12 +186,12 @@ export function createApiKeysService(deps: {
     async list(ctx: RequestContext, idOrSlug: string) {
       const org = await deps.organizations.load(db, idOrSlug);
       authorize(ctx, ['api_keys:read'], org.id);
-      const rows = (await db
+      const rows = await db
         .selectFrom('api_keys')
         .selectAll()
         .where('organization_id', '=', org.id)
         .orderBy('id', 'desc')
-        .execute()) as KeyRow[];
+        .execute();
       return { data: rows.map(view) };
     },
 
@@ -238,12 +224,12 @@ export function createApiKeysService(deps: {
 
     /** Key metadata for the export: never secrets or hashes. */
     async exportSection(ex: Executor, organizationId: string) {
-      const rows = (await ex
+      const rows = await ex
         .selectFrom('api_keys')
         .selectAll()
         .where('organization_id', '=', organizationId)
         .orderBy('id')
-        .execute()) as KeyRow[];
+        .execute();
       return { api_keys: rows.map(view) };
     },
 

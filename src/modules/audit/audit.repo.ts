@@ -1,17 +1,8 @@
+import type { Selectable } from 'kysely';
 import type { Executor } from '../../db/client.js';
+import type { AuditEventsTable } from '../../db/schema.js';
 
-export interface AuditRow {
-  organization_id: string;
-  id: string;
-  actor_type: string;
-  actor_id: string | null;
-  action: string;
-  target_type: string;
-  target_id: string;
-  changes: Record<string, unknown>;
-  request_id: string | null;
-  created_at: Date;
-}
+export type AuditRow = Selectable<AuditEventsTable>;
 
 export async function insertAuditEvent(db: Executor, row: Omit<AuditRow, 'created_at'>): Promise<void> {
   await db

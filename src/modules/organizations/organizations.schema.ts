@@ -55,18 +55,8 @@ export const CreateOrganizationBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const UpdateOrganizationBody = Type.Object(
-  {
-    name: Type.Optional(Name),
-    slug: Type.Optional(Slug),
-    description: Type.Optional(Nullable(Description)),
-    contact_name: Type.Optional(Nullable(ContactName)),
-    contact_email: Type.Optional(Nullable(ContactEmail)),
-    billing_rate_per_agent: Type.Optional(Rate),
-    currency: Type.Optional(CurrencySchema),
-  },
-  { additionalProperties: false },
-);
+/** The creation fields, each optional. */
+export const UpdateOrganizationBody = Type.Partial(CreateOrganizationBody, { additionalProperties: false });
 
 export const OrganizationParams = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 100, description: 'Organization id (org_…) or slug' }),
