@@ -17,6 +17,8 @@ import {
 } from './lib/http.js';
 import { AppError } from './lib/problem.js';
 import { ROUTE_PERMISSIONS } from './lib/route-permissions.js';
+import { agentsRoutes } from './modules/agents/agents.routes.js';
+import { type AgentsService, createAgentsService } from './modules/agents/agents.service.js';
 import { apiKeysRoutes } from './modules/api-keys/api-keys.routes.js';
 import {
   type ApiKeysService,
@@ -84,6 +86,7 @@ export interface Services {
   apiKeys: ApiKeysService;
   mail: MailService;
   invitations: InvitationsService;
+  agents: AgentsService;
 }
 
 export type App = FastifyInstance & { services: Services };
@@ -94,7 +97,13 @@ const BEARER = /^Bearer\s+(\S+)$/i;
 async function wireServices(deps: AppDeps): Promise<Services> {
   const db = deps.db.db;
   const audit = createAuditService();
-  const lifecycle: OrganizationLifecycle = { created: [], deleted: [], details: [], exports: [] };
+  const lifecycle: OrganizationLifecycle = {
+    created: [],
+    deleted: [],
+    deleting: [],
+    details: [],
+    exports: [],
+  };
   const organizations = createOrganizationsService({ db, audit, lifecycle, listen: deps.db.listen });
   const ledger = createLedgerService({
     db,
@@ -132,11 +141,15 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     publicUrl: deps.publicUrl ?? 'http://127.0.0.1:3000',
   });
   lifecycle.deleted.push(invitations.onOrganizationDeleted);
+  const agents = createAgentsService({ db, audit, organizations });
+  lifecycle.deleting.push(agents.refuseDeletionWithAgents);
+  lifecycle.details.push(agents.details);
   lifecycle.exports.push(
     members.exportSection,
     ledger.exportSection,
     apiKeys.exportSection,
     invitations.exportSection,
+    agents.exportSection,
   );
   return {
     operator: createOperatorService({ db, adminToken: deps.adminToken }),
@@ -148,6 +161,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     apiKeys,
     mail,
     invitations,
+    agents,
   };
 }
 
@@ -352,6 +366,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(membersRoutes(services.members));
     await api.register(apiKeysRoutes(services.apiKeys));
     await api.register(invitationsRoutes(services.invitations));
+    await api.register(agentsRoutes(services.agents));
     api.get(
       '/api/dev/mailbox',
       {

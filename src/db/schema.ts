@@ -67,6 +67,8 @@ export interface Database {
   invitations: InvitationsTable;
   api_keys: ApiKeysTable;
   mailbox_messages: MailboxMessagesTable;
+  agents: AgentsTable;
+  agent_assignments: AgentAssignmentsTable;
 }
 
 export interface LedgerAccountsTable {
@@ -216,4 +218,23 @@ export interface MailboxMessagesTable {
   text_body: string;
   html_body: string;
   created_at: CreatedAt;
+}
+
+export interface AgentsTable {
+  organization_id: string;
+  id: string;
+  name: string;
+  description: string | null;
+  status: ColumnType<string, string | undefined, string>;
+  billing_rate: bigint | null;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+  deleted_at: Date | null;
+}
+
+export interface AgentAssignmentsTable {
+  organization_id: string;
+  agent_id: string;
+  assigned_at: Date;
+  unassigned_at: Date | null;
 }

@@ -10,6 +10,7 @@ export const PERMISSIONS = {
   members: ['read', 'manage', 'manage_owners'],
   invitations: ['manage'],
   api_keys: ['read', 'manage'],
+  agents: ['read', 'manage'],
   audit_log: ['read'],
   credits: ['read', 'add', 'deduct', 'transfer', 'settings'],
   usage: ['record'],
@@ -48,6 +49,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   admin,
   manager: [
     'organization:read',
+    'agents:read',
     'members:read',
     'audit_log:read',
     'credits:read',
@@ -61,8 +63,10 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'usage:record',
     'api_keys:read',
     'api_keys:manage',
+    'agents:read',
+    'agents:manage',
   ],
-  agent: ['organization:read', 'credits:read', 'usage:record'],
+  agent: ['organization:read', 'credits:read', 'usage:record', 'agents:read'],
 };
 
 export const API_KEY_SCOPES = ['read', 'write'] as const;
@@ -70,7 +74,14 @@ export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
 
 /** An organization API key: `read` reads its organization; `write` also records usage (and reads). */
 export const SCOPE_PERMISSIONS: Record<ApiKeyScope, readonly Permission[]> = {
-  read: ['organization:read', 'members:read', 'audit_log:read', 'credits:read', 'api_keys:read'],
+  read: [
+    'organization:read',
+    'members:read',
+    'audit_log:read',
+    'credits:read',
+    'api_keys:read',
+    'agents:read',
+  ],
   write: ['usage:record'],
 };
 

@@ -58,7 +58,8 @@ export type IdPrefix =
   | 'vrf'
   | 'inv'
   | 'key'
-  | 'msg';
+  | 'msg'
+  | 'agt';
 
 export function newId(prefix: IdPrefix): string {
   return `${prefix}_${ulid()}`;

@@ -58,4 +58,13 @@ export const ROUTE_PERMISSIONS: Record<string, RouteRequirement> = {
   'POST /api/invitations/:token/accept': 'public',
 
   'GET /api/dev/mailbox': ['mailbox:read'],
+
+  // Agents: the permission applies to the agent's organization (and, to assign, the target's too).
+  'POST /api/agents': ['agents:manage'],
+  'GET /api/agents': 'authenticated',
+  'GET /api/agents/:id': ['agents:read'],
+  'PATCH /api/agents/:id': ['agents:manage'],
+  'DELETE /api/agents/:id': ['agents:manage'],
+  'POST /api/agents/:id/assign-org': ['agents:manage'],
+  'POST /api/agents/:id/unassign-org': ['agents:manage'],
 };

@@ -120,6 +120,12 @@ async function bodyFor(op: Operation): Promise<Record<string, unknown> | undefin
       return { email: `w-${rnd()}@walk.test`, role: 'agent' };
     case 'POST /api/me/active-organization':
       return { organization_id: orgA };
+    case 'POST /api/agents':
+      return { name: `Agent ${rnd()}`, organization_id: orgA };
+    case 'PATCH /api/agents/{id}':
+      return { description: 'walked' };
+    case 'POST /api/agents/{id}/assign-org':
+      return { organization_id: orgA };
     default:
       return op.method === 'POST' || op.method === 'PATCH' ? {} : undefined;
   }
@@ -133,7 +139,9 @@ async function request(op: Operation, token: string) {
     const make =
       op.method === 'DELETE' && op.path === '/api/organizations/{id}'
         ? freshOrganization
-        : fixtures[name as string];
+        : op.path.startsWith('/api/agents/')
+          ? newAgent
+          : fixtures[name as string];
     if (!make) throw new Error(`no fixture for {${name}} in ${op.path}`);
     url = url.replace(`{${name}}`, await make());
   }
@@ -146,6 +154,16 @@ async function request(op: Operation, token: string) {
     ...(payload ? { payload } : {}),
   });
   return { res, before };
+}
+
+async function newAgent(): Promise<string> {
+  return (
+    await asOperator({
+      method: 'POST',
+      url: '/api/agents',
+      payload: { name: 'Walker', organization_id: orgA },
+    })
+  ).json().id;
 }
 
 async function freshOrganization(): Promise<string> {

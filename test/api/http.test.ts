@@ -361,6 +361,10 @@ describe('documentation', () => {
     '/api/invitations/{token}': ['get'],
     '/api/invitations/{token}/accept': ['post'],
     '/api/dev/mailbox': ['get'],
+    '/api/agents': ['get', 'post'],
+    '/api/agents/{id}': ['delete', 'get', 'patch'],
+    '/api/agents/{id}/assign-org': ['post'],
+    '/api/agents/{id}/unassign-org': ['post'],
   };
 
   it('/openapi.json is OpenAPI 3.1.0 and lists every /api route with its methods', async () => {

@@ -97,6 +97,17 @@ export const OrganizationDetailResponse = Type.Object({
   ...OrganizationResponse.properties,
   sub_organization_count: Type.Integer(),
   member_count: Type.Integer(),
+  agent_count: Type.Integer(),
+  agents: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      name: Type.String(),
+      status: Type.String(),
+      billing_rate: Type.Union([Type.String(), Type.Null()]),
+      effective_billing_rate: Type.String(),
+    }),
+    { description: 'Linked agents (the first 100 by id)' },
+  ),
 });
 
 export const OrganizationListResponse = PageResponse(OrganizationResponse);

@@ -87,8 +87,10 @@ export interface OrganizationLifecycle {
   created: Array<(tx: Tx, organizationId: string, ctx: RequestContext) => Promise<void>>;
   /** Run in the deleting transaction: other modules drop what must not outlive it (memberships, keys). */
   deleted: Array<(tx: Tx, organizationId: string) => Promise<void>>;
-  /** Extra counts for the detail view (member_count, ...), from the modules that own them. */
-  details: Array<(db: Executor, organizationId: string) => Promise<Record<string, number>>>;
+  /** Refusals checked in the deleting transaction before anything is written (agents attached, ...). */
+  deleting: Array<(tx: Tx, organizationId: string) => Promise<void>>;
+  /** Extra fields for the detail view (member_count, agents, ...), from the modules that own them. */
+  details: Array<(db: Executor, organizationId: string) => Promise<Record<string, unknown>>>;
   /** Sections of the export document (members, ledger, keys, ...), from the modules that own them. */
   exports: Array<(db: Executor, organizationId: string) => Promise<Record<string, unknown>>>;
 }
@@ -132,6 +134,7 @@ export function createOrganizationsService(deps: {
   const lifecycle: OrganizationLifecycle = deps.lifecycle ?? {
     created: [],
     deleted: [],
+    deleting: [],
     details: [],
     exports: [],
   };
@@ -337,6 +340,7 @@ export function createOrganizationsService(deps: {
             `Detach or delete its ${children} sub-organization(s) first`,
             { extra: { sub_organization_count: children } },
           );
+        for (const guard of lifecycle.deleting) await guard(tx, row.id);
         await repo.softDeleteOrganization(tx, row.id);
         await announceLiveness(tx, row.id);
         for (const hook of lifecycle.deleted) await hook(tx, row.id);

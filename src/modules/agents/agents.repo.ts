@@ -1,0 +1,76 @@
+import type { Selectable } from 'kysely';
+import type { Executor } from '../../db/client.js';
+import type { AgentsTable } from '../../db/schema.js';
+
+export type AgentRow = Selectable<AgentsTable>;
+
+export async function findAgent(db: Executor, id: string, forUpdate = false): Promise<AgentRow | undefined> {
+  let q = db.selectFrom('agents').selectAll().where('id', '=', id).where('deleted_at', 'is', null);
+  if (forUpdate) q = q.forUpdate();
+  return q.executeTakeFirst();
+}
+
+export async function findAgents(
+  db: Executor,
+  opts: { organizationIds: string[] | undefined; afterId: string | undefined; limit: number },
+): Promise<AgentRow[]> {
+  if (opts.organizationIds?.length === 0) return [];
+  let q = db.selectFrom('agents').selectAll().where('deleted_at', 'is', null);
+  if (opts.organizationIds) q = q.where('organization_id', 'in', opts.organizationIds);
+  if (opts.afterId) q = q.where('id', '>', opts.afterId);
+  return q.orderBy('id').limit(opts.limit).execute();
+}
+
+export async function countAgents(db: Executor, organizationId: string): Promise<number> {
+  const r = await db
+    .selectFrom('agents')
+    .select((eb) => eb.fn.countAll<bigint>().as('n'))
+    .where('organization_id', '=', organizationId)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+export async function insertAgent(
+  db: Executor,
+  row: {
+    organization_id: string;
+    id: string;
+    name: string;
+    description: string | null;
+    status: string;
+    billing_rate: bigint | null;
+  },
+) {
+  return db.insertInto('agents').values(row).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function updateAgent(
+  db: Executor,
+  id: string,
+  patch: Partial<
+    Pick<AgentRow, 'name' | 'description' | 'status' | 'billing_rate' | 'organization_id' | 'deleted_at'>
+  >,
+) {
+  return db
+    .updateTable('agents')
+    .set({ ...patch, updated_at: new Date() })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** Closes the agent's open assignment and, unless it is being deleted, opens one in `to`. */
+export async function moveAssignment(db: Executor, agentId: string, at: Date, to: string | null) {
+  await db
+    .updateTable('agent_assignments')
+    .set({ unassigned_at: at })
+    .where('agent_id', '=', agentId)
+    .where('unassigned_at', 'is', null)
+    .execute();
+  if (to)
+    await db
+      .insertInto('agent_assignments')
+      .values({ organization_id: to, agent_id: agentId, assigned_at: at })
+      .execute();
+}

@@ -1,0 +1,252 @@
+import type { Static } from 'typebox';
+import type { Db, Executor, Tx } from '../../db/client.js';
+import { authorize, can, type RequestContext } from '../../lib/authz.js';
+import { newId } from '../../lib/ids.js';
+import { formatMoney, parseAmount } from '../../lib/money.js';
+import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
+import { AppError, invalidField } from '../../lib/problem.js';
+import { type AuditService, diff } from '../audit/audit.service.js';
+import {
+  DEFAULT_ORGANIZATION_SLUG,
+  type OrganizationsService,
+} from '../organizations/organizations.service.js';
+import * as repo from './agents.repo.js';
+import type { AgentResponse, CreateAgentBody, ListAgentsQuery, UpdateAgentBody } from './agents.schema.js';
+
+type AgentView = Static<typeof AgentResponse>;
+type Org = Awaited<ReturnType<OrganizationsService['load']>>;
+
+function parseRate(field: string, input: string | number | null | undefined): bigint | null | undefined {
+  if (input === undefined || input === null) return input;
+  const p = parseAmount(input);
+  if (!p.ok) throw invalidField(field, p.reason);
+  if (p.micros < 0n) throw invalidField(field, 'must not be negative');
+  return p.micros;
+}
+
+function view(a: repo.AgentRow, org: Org): AgentView {
+  return {
+    id: a.id,
+    organization_id: a.organization_id,
+    name: a.name,
+    description: a.description,
+    status: a.status,
+    billing_rate: a.billing_rate === null ? null : formatMoney(a.billing_rate),
+    effective_billing_rate: formatMoney(a.billing_rate ?? org.billing_rate_per_agent),
+    currency: org.currency,
+    created_at: a.created_at.toISOString(),
+    updated_at: a.updated_at.toISOString(),
+  };
+}
+
+/**
+ * Agents. Invariants: an agent belongs to exactly one live organization at a time; assigning
+ * moves it (audited in both organizations) and unassigning returns it to the internal one; its
+ * assignment history has exactly one open interval while it exists. Effective rate = its own
+ * billing_rate, else its organization's billing_rate_per_agent.
+ */
+export function createAgentsService(deps: {
+  db: Db;
+  audit: AuditService;
+  organizations: OrganizationsService;
+}) {
+  const { db, audit, organizations } = deps;
+
+  async function loadAgent(
+    ex: Executor,
+    ctx: RequestContext,
+    id: string,
+    permission: 'agents:read' | 'agents:manage',
+    forUpdate = false,
+  ) {
+    const agent = await repo.findAgent(ex, id, forUpdate);
+    if (!agent) throw new AppError('not_found', 'No such agent');
+    authorize(ctx, [permission], agent.organization_id);
+    return agent;
+  }
+
+  async function withOrgs(ex: Executor, rows: repo.AgentRow[]): Promise<AgentView[]> {
+    const orgs = new Map<string, Org>();
+    for (const id of new Set(rows.map((r) => r.organization_id)))
+      orgs.set(id, await organizations.load(ex, id, { includeDeleted: true }));
+    return rows.map((r) => view(r, orgs.get(r.organization_id) as Org));
+  }
+
+  async function record(
+    tx: Tx,
+    ctx: RequestContext,
+    organizationId: string,
+    action: string,
+    agentId: string,
+    changes = {},
+  ) {
+    await audit.record(tx, ctx, { organizationId, action, targetType: 'agent', targetId: agentId, changes });
+  }
+
+  /** Moves the agent to `to` (already authorized), auditing in both organizations. */
+  async function move(tx: Tx, ctx: RequestContext, agent: repo.AgentRow, to: Org): Promise<AgentView> {
+    if (agent.organization_id === to.id) return view(agent, to);
+    const moved = await repo.updateAgent(tx, agent.id, { organization_id: to.id });
+    await repo.moveAssignment(tx, agent.id, moved.updated_at, to.id);
+    const change = { organization_id: { before: agent.organization_id, after: to.id } };
+    await record(tx, ctx, agent.organization_id, 'agent.moved_out', agent.id, change);
+    await record(tx, ctx, to.id, 'agent.assigned', agent.id, change);
+    return view(moved, to);
+  }
+
+  return {
+    async create(ctx: RequestContext, body: Static<typeof CreateAgentBody>): Promise<AgentView> {
+      const org = await organizations.load(db, body.organization_id ?? DEFAULT_ORGANIZATION_SLUG);
+      authorize(ctx, ['agents:manage'], org.id);
+      const rate = parseRate('billing_rate', body.billing_rate) ?? null;
+      return db.transaction().execute(async (tx) => {
+        const agent = await repo.insertAgent(tx, {
+          organization_id: org.id,
+          id: newId('agt'),
+          name: body.name,
+          description: body.description ?? null,
+          status: body.status ?? 'active',
+          billing_rate: rate,
+        });
+        await repo.moveAssignment(tx, agent.id, agent.created_at, org.id);
+        const v = view(agent, org);
+        await record(tx, ctx, org.id, 'agent.created', agent.id, diff({} as Record<string, unknown>, v));
+        return v;
+      });
+    },
+
+    async list(ctx: RequestContext, query: Static<typeof ListAgentsQuery>): Promise<Page<AgentView>> {
+      let organizationIds: string[] | undefined;
+      if (query.organization_id) {
+        const org = await organizations.load(db, query.organization_id);
+        authorize(ctx, ['agents:read'], org.id);
+        organizationIds = [org.id];
+      } else if (ctx.actor.type === 'user') {
+        organizationIds = [...ctx.actor.roles.keys()].filter((id) => can(ctx.actor, ['agents:read'], id));
+      } else if (ctx.actor.type === 'api_key') {
+        organizationIds = can(ctx.actor, ['agents:read'], ctx.actor.organizationId)
+          ? [ctx.actor.organizationId]
+          : [];
+      }
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      const rows = await repo.findAgents(db, {
+        organizationIds,
+        afterId: decodeCursor(query.cursor),
+        limit: limit + 1,
+      });
+      const page = toPage(
+        rows,
+        limit,
+        (r) => r.id,
+        (r) => r,
+      );
+      return { data: await withOrgs(db, page.data), next_cursor: page.next_cursor };
+    },
+
+    async get(ctx: RequestContext, id: string): Promise<AgentView> {
+      const agent = await loadAgent(db, ctx, id, 'agents:read');
+      return view(agent, await organizations.load(db, agent.organization_id));
+    },
+
+    /** `billing_rate: null` clears the custom rate (the organization's applies again). */
+    async update(ctx: RequestContext, id: string, body: Static<typeof UpdateAgentBody>): Promise<AgentView> {
+      if (
+        body.billing_rate !== undefined &&
+        body.billingRate !== undefined &&
+        body.billing_rate !== body.billingRate
+      )
+        throw invalidField('billingRate', 'conflicts with billing_rate; send one of them');
+      const rateInput = body.billing_rate !== undefined ? body.billing_rate : body.billingRate;
+      const rate = parseRate(body.billing_rate !== undefined ? 'billing_rate' : 'billingRate', rateInput);
+      return db.transaction().execute(async (tx) => {
+        const agent = await loadAgent(tx, ctx, id, 'agents:manage', true);
+        const org = await organizations.load(tx, agent.organization_id);
+        const patch: Parameters<typeof repo.updateAgent>[2] = {};
+        if (body.name !== undefined) patch.name = body.name;
+        if (body.description !== undefined) patch.description = body.description;
+        if (body.status !== undefined) patch.status = body.status;
+        if (rate !== undefined) patch.billing_rate = rate;
+        if (!Object.entries(patch).some(([k, v]) => agent[k as keyof repo.AgentRow] !== v))
+          return view(agent, org);
+        const updated = await repo.updateAgent(tx, id, patch);
+        const changes = diff(view(agent, org), view(updated, org));
+        delete changes.updated_at;
+        await record(tx, ctx, org.id, 'agent.updated', id, changes);
+        return view(updated, org);
+      });
+    },
+
+    /** Deletes the agent; its assignment history and usage stay for billing. */
+    async remove(ctx: RequestContext, id: string): Promise<void> {
+      await db.transaction().execute(async (tx) => {
+        const agent = await loadAgent(tx, ctx, id, 'agents:manage', true);
+        const at = new Date();
+        await repo.updateAgent(tx, id, { deleted_at: at });
+        await repo.moveAssignment(tx, id, at, null);
+        await record(tx, ctx, agent.organization_id, 'agent.deleted', id);
+      });
+    },
+
+    /** Moves the agent into another organization: allowed to those who manage agents in both. */
+    async assign(ctx: RequestContext, id: string, organizationId: string): Promise<AgentView> {
+      return db.transaction().execute(async (tx) => {
+        const agent = await loadAgent(tx, ctx, id, 'agents:manage', true);
+        const to = await organizations.load(tx, organizationId).catch(() => undefined);
+        if (!to || !can(ctx.actor, ['organization:read'], to.id))
+          throw invalidField('organization_id', 'is not an organization you can see');
+        authorize(ctx, ['agents:manage'], to.id);
+        return move(tx, ctx, agent, to);
+      });
+    },
+
+    /** Returns the agent to the internal organization. */
+    async unassign(ctx: RequestContext, id: string): Promise<AgentView> {
+      return db.transaction().execute(async (tx) => {
+        const agent = await loadAgent(tx, ctx, id, 'agents:manage', true);
+        return move(tx, ctx, agent, await organizations.load(tx, DEFAULT_ORGANIZATION_SLUG));
+      });
+    },
+
+    /** An organization with agents cannot be deleted: unassign them first. */
+    async refuseDeletionWithAgents(tx: Tx, organizationId: string) {
+      const n = await repo.countAgents(tx, organizationId);
+      if (n > 0)
+        throw new AppError('organization_has_agents', `Unassign its ${n} agent(s) first`, {
+          extra: { agent_count: n },
+        });
+    },
+
+    async details(ex: Executor, organizationId: string) {
+      const rows = await repo.findAgents(ex, {
+        organizationIds: [organizationId],
+        afterId: undefined,
+        limit: 100,
+      });
+      const org = await organizations.load(ex, organizationId, { includeDeleted: true });
+      return {
+        agent_count: await repo.countAgents(ex, organizationId),
+        agents: rows.map((r) => {
+          const v = view(r, org);
+          return {
+            id: v.id,
+            name: v.name,
+            status: v.status,
+            billing_rate: v.billing_rate,
+            effective_billing_rate: v.effective_billing_rate,
+          };
+        }),
+      };
+    },
+
+    async exportSection(ex: Executor, organizationId: string) {
+      const rows = await repo.findAgents(ex, {
+        organizationIds: [organizationId],
+        afterId: undefined,
+        limit: 1_000_000,
+      });
+      return { agents: await withOrgs(ex, rows) };
+    },
+  };
+}
+
+export type AgentsService = ReturnType<typeof createAgentsService>;

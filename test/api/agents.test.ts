@@ -1,0 +1,230 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+
+let t: TestContext;
+beforeAll(async () => {
+  t = await createTestApp();
+});
+afterAll(() => t.close());
+
+let n = 0;
+async function org(payload: Record<string, unknown> = {}) {
+  return (
+    await t.call({
+      method: 'POST',
+      url: '/api/organizations',
+      payload: { name: `Agency ${++n}`, ...payload },
+    })
+  ).json();
+}
+async function agent(payload: Record<string, unknown>) {
+  const res = await t.call({
+    method: 'POST',
+    url: '/api/agents',
+    payload: { name: `Agent ${++n}`, ...payload },
+  });
+  expect(res.statusCode, res.body).toBe(201);
+  return res.json();
+}
+const get = (url: string) => t.call({ method: 'GET', url });
+
+describe('agents', () => {
+  it('belong to the internal organization unless given one', async () => {
+    const a = await agent({});
+    const internal = (await get('/api/organizations/internal')).json();
+    expect(a.organization_id).toBe(internal.id);
+    expect(a).toMatchObject({ status: 'active', billing_rate: null, currency: 'USD' });
+  });
+
+  it('bill at their own rate, else their organization’s; null clears, billingRate is the same field', async () => {
+    const o = await org({ billing_rate_per_agent: '99.00', currency: 'EUR' });
+    const a = await agent({ organization_id: o.id });
+    expect(a).toMatchObject({ billing_rate: null, effective_billing_rate: '99.00', currency: 'EUR' });
+    const custom = await t.call({
+      method: 'PATCH',
+      url: `/api/agents/${a.id}`,
+      payload: { billing_rate: '120.5' },
+    });
+    expect(custom.json()).toMatchObject({ billing_rate: '120.50', effective_billing_rate: '120.50' });
+    const seedSpelling = await t.call({
+      method: 'PATCH',
+      url: `/api/agents/${a.id}`,
+      payload: { billingRate: 75 },
+    });
+    expect(seedSpelling.json()).toMatchObject({ billing_rate: '75.00', effective_billing_rate: '75.00' });
+    const cleared = await t.call({
+      method: 'PATCH',
+      url: `/api/agents/${a.id}`,
+      payload: { billing_rate: null },
+    });
+    expect(cleared.json()).toMatchObject({ billing_rate: null, effective_billing_rate: '99.00' });
+    const audit = (await get(`/api/organizations/${o.id}/audit-log`)).json().data;
+    expect(audit[0]).toMatchObject({
+      action: 'agent.updated',
+      changes: { billing_rate: { before: '75.00', after: null } },
+    });
+  });
+
+  it.each([
+    [{ name: '' }, 'name'],
+    [{ name: 'x', billing_rate: '-1' }, 'billing_rate'],
+    [{ name: 'x', billing_rate: 'lots' }, 'billing_rate'],
+    [{ name: 'x', status: 'sleeping' }, 'status'],
+    [{ name: 'x', colour: 'red' }, 'colour'],
+  ])('rejects %j with 400 naming the field, writing nothing', async (payload, field) => {
+    const before = await tableCounts(t.db);
+    const res = await t.call({ method: 'POST', url: '/api/agents', payload });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().errors.map((e: { field: string }) => e.field)).toContain(field);
+    expect(await tableCounts(t.db)).toEqual(before);
+  });
+
+  it('rejects conflicting billing_rate and billingRate', async () => {
+    const a = await agent({});
+    const res = await t.call({
+      method: 'PATCH',
+      url: `/api/agents/${a.id}`,
+      payload: { billing_rate: '1', billingRate: '2' },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().errors[0].field).toBe('billingRate');
+  });
+
+  it('move between organizations one at a time, audited in both; unassigning returns them to internal', async () => {
+    const from = await org();
+    const to = await org();
+    const a = await agent({ organization_id: from.id });
+    const moved = await t.call({
+      method: 'POST',
+      url: `/api/agents/${a.id}/assign-org`,
+      payload: { organization_id: to.slug },
+    });
+    expect(moved.statusCode, moved.body).toBe(200);
+    expect(moved.json().organization_id).toBe(to.id);
+    expect((await get(`/api/organizations/${from.id}`)).json()).toMatchObject({ agent_count: 0, agents: [] });
+    expect((await get(`/api/organizations/${to.id}`)).json()).toMatchObject({
+      agent_count: 1,
+      agents: [
+        { id: a.id, name: a.name, status: 'active', billing_rate: null, effective_billing_rate: '0.00' },
+      ],
+    });
+    const change = { organization_id: { before: from.id, after: to.id } };
+    expect((await get(`/api/organizations/${from.id}/audit-log`)).json().data[0]).toMatchObject({
+      action: 'agent.moved_out',
+      changes: change,
+    });
+    expect((await get(`/api/organizations/${to.id}/audit-log`)).json().data[0]).toMatchObject({
+      action: 'agent.assigned',
+      changes: change,
+    });
+    const back = await t.call({ method: 'POST', url: `/api/agents/${a.id}/unassign-org` });
+    expect(back.json().organization_id).toBe((await get('/api/organizations/internal')).json().id);
+    const rows = await t.db.db
+      .selectFrom('agent_assignments')
+      .selectAll()
+      .where('agent_id', '=', a.id)
+      .orderBy('assigned_at')
+      .execute();
+    expect(rows.map((r) => [r.organization_id, r.unassigned_at === null])).toEqual([
+      [from.id, false],
+      [to.id, false],
+      [(await get('/api/organizations/internal')).json().id, true],
+    ]);
+  });
+
+  it('keep an organization from being deleted until they are unassigned', async () => {
+    const o = await org();
+    const a = await agent({ organization_id: o.id });
+    const before = await tableCounts(t.db);
+    const refused = await t.call({ method: 'DELETE', url: `/api/organizations/${o.id}` });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toMatchObject({ code: 'organization_has_agents', agent_count: 1 });
+    expect(await tableCounts(t.db)).toEqual(before);
+    await t.call({ method: 'POST', url: `/api/agents/${a.id}/unassign-org` });
+    expect((await t.call({ method: 'DELETE', url: `/api/organizations/${o.id}` })).statusCode).toBe(204);
+  });
+
+  it('are deleted softly: gone from the API, their history kept', async () => {
+    const o = await org();
+    const a = await agent({ organization_id: o.id });
+    expect((await t.call({ method: 'DELETE', url: `/api/agents/${a.id}` })).statusCode).toBe(204);
+    expect((await get(`/api/agents/${a.id}`)).statusCode).toBe(404);
+    expect((await get(`/api/agents?organization_id=${o.id}`)).json().data).toEqual([]);
+    const history = await t.db.db
+      .selectFrom('agent_assignments')
+      .selectAll()
+      .where('agent_id', '=', a.id)
+      .execute();
+    expect(history).toHaveLength(1);
+    expect(history[0]?.unassigned_at).not.toBeNull();
+    expect((await t.call({ method: 'DELETE', url: `/api/organizations/${o.id}` })).statusCode).toBe(204);
+  });
+
+  it('list with pagination and an organization filter, and appear in the export', async () => {
+    const o = await org();
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push((await agent({ organization_id: o.id })).id);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { data: Array<{ id: string }>; next_cursor: string | null } = (
+        await get(`/api/agents?organization_id=${o.id}&limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+      ).json();
+      seen.push(...page.data.map((x) => x.id));
+      cursor = page.next_cursor;
+    } while (cursor);
+    expect(seen).toEqual(ids);
+    const exported = (await get(`/api/organizations/${o.id}/export`)).json();
+    expect(exported.agents.map((x: { id: string }) => x.id)).toEqual(ids);
+  });
+
+  it('need agents:manage in the target organization too to be moved there', async () => {
+    const signUp = async (name: string) => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-up/email',
+        payload: { email: `${name}-${++n}@agents.test`, password: 'long-enough-1', name },
+      });
+      return { token: String(res.headers['set-auth-token']), email: res.json().user.email as string };
+    };
+    const dev = await signUp('dev');
+    const home = await org();
+    const other = await org();
+    await t.call({
+      method: 'POST',
+      url: `/api/organizations/${home.id}/members`,
+      payload: { email: dev.email, role: 'developer' },
+    });
+    await t.call({
+      method: 'POST',
+      url: `/api/organizations/${other.id}/members`,
+      payload: { email: dev.email, role: 'agent' },
+    });
+    const as = (opts: Parameters<typeof t.app.inject>[0] & object) =>
+      t.app.inject({ ...opts, headers: { authorization: `Bearer ${dev.token}` } });
+    const a = (
+      await as({ method: 'POST', url: '/api/agents', payload: { name: 'Mine', organization_id: home.id } })
+    ).json();
+    expect(a.organization_id).toBe(home.id);
+    const refused = await as({
+      method: 'POST',
+      url: `/api/agents/${a.id}/assign-org`,
+      payload: { organization_id: other.id },
+    });
+    expect(refused.statusCode).toBe(403);
+    const hidden = await org();
+    const invisible = await as({
+      method: 'POST',
+      url: `/api/agents/${a.id}/assign-org`,
+      payload: { organization_id: hidden.id },
+    });
+    expect(invisible.statusCode).toBe(400);
+    expect(
+      (await as({ method: 'GET', url: '/api/agents' })).json().data.map((x: { id: string }) => x.id),
+    ).toEqual([a.id]);
+    // The internal organization is the operator's: a developer elsewhere cannot create agents there.
+    expect((await as({ method: 'POST', url: '/api/agents', payload: { name: 'Stray' } })).statusCode).toBe(
+      404,
+    );
+  });
+});
