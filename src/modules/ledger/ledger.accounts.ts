@@ -1,0 +1,191 @@
+/**
+ * An organization's accounts as it reads and configures them: opening, balance, credit
+ * settings, transaction history (paged or CSV), its export section; and the whole ledger's
+ * invariant check.
+ */
+import type { Static } from 'typebox';
+import type { Executor, Tx } from '../../db/client.js';
+import { authorize, type RequestContext } from '../../lib/authz.js';
+import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
+import { invalidField } from '../../lib/problem.js';
+import type { LedgerContext } from './ledger.context.js';
+import { type CreditState, floorOf, HELD, monthOf, spentThisMonth } from './ledger.core.js';
+import * as repo from './ledger.repo.js';
+import type { BalanceResponse, CreditSettingsBody, TransactionsQuery } from './ledger.schema.js';
+import {
+  fmt,
+  nonNegative,
+  positive,
+  rowToView,
+  type TransactionView,
+  transactionsCsv,
+  viewHold,
+  viewTopUp,
+} from './ledger.views.js';
+
+/** The repository filter a transactions query asks for; the page size is left to the caller. */
+function transactionFilter(query: Static<typeof TransactionsQuery>) {
+  return {
+    types: query.type === undefined ? undefined : ([] as string[]).concat(query.type),
+    from: query.from ? new Date(query.from) : undefined,
+    to: query.to ? new Date(query.to) : undefined,
+    beforeId: decodeCursor(query.cursor),
+  };
+}
+
+export function createLedgerAccounts({ db, resolve }: LedgerContext) {
+  async function balance(ctx: RequestContext, idOrSlug: string): Promise<Static<typeof BalanceResponse>> {
+    const org = await resolve(ctx, idOrSlug, 'credits:read');
+    const [s, held] = await Promise.all([
+      repo.findCreditAccount(db, org.id),
+      repo.findAccountBalance(db, org.id, HELD),
+    ]);
+    const month = monthOf(new Date());
+    const state: CreditState = s ?? {
+      organizationId: org.id,
+      active: org.active,
+      balance: 0n,
+      overdraftEnabled: false,
+      overdraftLimit: 0n,
+      monthlySpendingLimit: null,
+      spendMonth: month,
+      monthSpend: 0n,
+      autoRechargeEnabled: false,
+      autoRechargeThreshold: 0n,
+      autoRechargeAmount: 0n,
+      autoRechargePaymentMethod: null,
+    };
+    return {
+      organization_id: org.id,
+      available: fmt(state.balance),
+      held: fmt(held),
+      overdraft_enabled: state.overdraftEnabled,
+      overdraft_limit: fmt(state.overdraftLimit),
+      spendable: fmt(state.balance - floorOf(state)),
+      month,
+      month_spend: fmt(spentThisMonth(state, month)),
+      monthly_spending_limit: state.monthlySpendingLimit === null ? null : fmt(state.monthlySpendingLimit),
+      auto_recharge: {
+        enabled: state.autoRechargeEnabled,
+        threshold: fmt(state.autoRechargeThreshold),
+        amount: fmt(state.autoRechargeAmount),
+        payment_method: state.autoRechargePaymentMethod,
+      },
+    };
+  }
+
+  return {
+    /** The ledger's part of an organization's export: accounts, every transaction, holds, top-ups. */
+    async exportSection(ex: Executor, organizationId: string) {
+      const [accounts, transactions, holds, topUps] = await Promise.all([
+        ex
+          .selectFrom('ledger_accounts')
+          .select(['code', 'balance'])
+          .where('organization_id', '=', organizationId)
+          .orderBy('code')
+          .execute(),
+        repo.findTransactions(ex, organizationId, {
+          types: undefined,
+          from: undefined,
+          to: undefined,
+          beforeId: undefined,
+          limit: undefined,
+        }),
+        ex
+          .selectFrom('ledger_holds')
+          .selectAll()
+          .where('organization_id', '=', organizationId)
+          .orderBy('id')
+          .execute(),
+        ex
+          .selectFrom('top_ups')
+          .selectAll()
+          .where('organization_id', '=', organizationId)
+          .orderBy('id')
+          .execute(),
+      ]);
+      return {
+        ledger: {
+          accounts: accounts.map((a) => ({ account: a.code, balance: fmt(a.balance) })),
+          transactions: transactions.map(rowToView),
+          holds: holds.map(viewHold),
+          top_ups: topUps.map(viewTopUp),
+        },
+      };
+    },
+
+    /** Opens the organization's credits account; run when the organization is created. */
+    openAccount: (tx: Tx, organizationId: string) => repo.insertCreditAccounts(tx, [organizationId]),
+
+    balance,
+
+    /** Overdraft, monthly spending limit and auto-recharge. Audited with before/after. */
+    async updateSettings(ctx: RequestContext, idOrSlug: string, body: Static<typeof CreditSettingsBody>) {
+      const org = await resolve(ctx, idOrSlug, 'credits:settings');
+      const policy: repo.CreditPolicy = {};
+      if (body.overdraft_enabled !== undefined) policy.overdraft_enabled = body.overdraft_enabled;
+      if (body.overdraft_limit !== undefined)
+        policy.overdraft_limit = nonNegative('overdraft_limit', body.overdraft_limit);
+      if (body.monthly_spending_limit !== undefined)
+        policy.monthly_spending_limit =
+          body.monthly_spending_limit === null
+            ? null
+            : nonNegative('monthly_spending_limit', body.monthly_spending_limit);
+      const ar = body.auto_recharge;
+      if (ar) {
+        policy.auto_recharge_enabled = ar.enabled;
+        if (ar.threshold !== undefined)
+          policy.auto_recharge_threshold = nonNegative('auto_recharge.threshold', ar.threshold);
+        if (ar.amount !== undefined)
+          policy.auto_recharge_amount = positive('auto_recharge.amount', ar.amount);
+        if (ar.payment_method !== undefined) policy.auto_recharge_payment_method = ar.payment_method;
+      }
+      await db.transaction().execute(async (tx) => {
+        const [current] = [...(await repo.lockCreditAccounts(tx, [org.id], new Map())).values()];
+        if (ar?.enabled && (policy.auto_recharge_amount ?? current?.autoRechargeAmount ?? 0n) <= 0n)
+          throw invalidField('auto_recharge.amount', 'is required to enable auto-recharge');
+        await repo.updateCreditPolicy(tx, org.id, policy);
+      });
+      return balance(ctx, org.id);
+    },
+
+    async transactions(
+      ctx: RequestContext,
+      idOrSlug: string,
+      query: Static<typeof TransactionsQuery>,
+    ): Promise<Page<TransactionView>> {
+      const org = await resolve(ctx, idOrSlug, 'credits:read');
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      const rows = await repo.findTransactions(db, org.id, { ...transactionFilter(query), limit: limit + 1 });
+      return toPage(rows, limit, (r) => r.id, rowToView);
+    },
+
+    /** The same filters as `transactions`, every matching row, as CSV. */
+    async transactionsCsv(ctx: RequestContext, idOrSlug: string, query: Static<typeof TransactionsQuery>) {
+      const org = await resolve(ctx, idOrSlug, 'credits:read');
+      const rows = await repo.findTransactions(db, org.id, { ...transactionFilter(query), limit: undefined });
+      return { filename: `${org.slug}-transactions.csv`, body: transactionsCsv(rows) };
+    },
+
+    /**
+     * Checks both invariants over the whole database: every transaction sums to zero, and every
+     * account's balance (and the held total) equals the sum of its entries.
+     */
+    async verify(ctx: RequestContext) {
+      authorize(ctx, ['ledger:verify'], null);
+      const [violations, counts] = await Promise.all([
+        repo.findInvariantViolations(db),
+        repo.countLedger(db),
+      ]);
+      return {
+        ok: violations.length === 0,
+        ...counts,
+        violations: violations.map((v) => ({
+          ...v,
+          expected: fmt(BigInt(v.expected)),
+          actual: fmt(BigInt(v.actual)),
+        })),
+      };
+    },
+  };
+}

@@ -1,0 +1,47 @@
+/**
+ * What the parts of the ledger service (accounts, credits, holds, top-ups) share: built once by
+ * createLedgerService and passed to each part's factory, so that they all run through one engine.
+ */
+import type { Db } from '../../db/client.js';
+import { authorize, type Permission, type RequestContext } from '../../lib/authz.js';
+import type { OrganizationsService } from '../organizations/organizations.service.js';
+import { fingerprint, type LedgerEngine, type LedgerOp, type OpResult } from './ledger.engine.js';
+import type { PaymentProvider } from './payments.js';
+
+type Organization = Awaited<ReturnType<OrganizationsService['load']>>;
+
+export interface LedgerContext {
+  db: Db;
+  organizations: OrganizationsService;
+  payments: PaymentProvider;
+  /** The one engine: every change to balances goes through it, so per-organization order holds. */
+  engine: LedgerEngine;
+  /** The organization by id or slug, once the caller holds `permission` on it (404 or 403 if not). */
+  resolve(ctx: RequestContext, idOrSlug: string, permission: Permission): Promise<Organization>;
+  /** Runs an operation: group-committed when it locks one organization, alone when it spans several. */
+  submit(op: LedgerOp): Promise<OpResult>;
+}
+
+export function createLedgerContext(deps: Omit<LedgerContext, 'resolve' | 'submit'>): LedgerContext {
+  const { db, organizations, engine } = deps;
+  return {
+    ...deps,
+    async resolve(ctx, idOrSlug, permission) {
+      const org = await organizations.load(db, idOrSlug);
+      authorize(ctx, [permission], org.id);
+      return org;
+    },
+    async submit(op) {
+      return op.organizationIds.length > 1 ? engine.run(op) : engine.submit(op);
+    },
+  };
+}
+
+/** The idempotency of a request sent with `key`: `parts` are what a replay must repeat exactly. */
+export function idem(key: string | undefined, parts: unknown[]) {
+  return key === undefined ? undefined : { key, fingerprint: fingerprint(parts) };
+}
+
+export function ok(status: number, body: unknown): OpResult {
+  return { status, body };
+}

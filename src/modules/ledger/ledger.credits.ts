@@ -1,0 +1,254 @@
+/**
+ * Credit movements: manual top-ups and deductions, transfers between organizations, and usage.
+ * Every debit is checked against the organization's floor and monthly limit (ledger.core.ts)
+ * in the transaction that posts it.
+ */
+import type { Static } from 'typebox';
+import { type Actor, can, canSee, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
+import { invalidField } from '../../lib/problem.js';
+import { idem, type LedgerContext, ok } from './ledger.context.js';
+import { CREDITS, checkDebit, SYSTEM } from './ledger.core.js';
+import { type Book, refusal } from './ledger.engine.js';
+import type { AddCreditsBody, DeductCreditsBody, TransferBody, UsageBody } from './ledger.schema.js';
+import { fmt, nonNegative, positive, viewTransaction } from './ledger.views.js';
+
+/** Debit `credits` to a system account: deductions and usage. */
+function debit(
+  book: Book,
+  orgId: string,
+  amount: bigint,
+  requestId: string,
+  posting: {
+    type: 'deduction' | 'usage';
+    counter: string;
+    description: string | null;
+    metadata: Record<string, unknown>;
+    actor: Actor;
+  },
+) {
+  const s = book.state(orgId);
+  const refused = checkDebit(s, amount, book.month, true, fmt);
+  if (refused) return { refused: refusal(refused.code, refused.detail, requestId) };
+  const t = book.post(orgId, {
+    type: posting.type,
+    amount,
+    legs: [
+      [CREDITS, -amount],
+      [posting.counter, amount],
+    ],
+    spend: amount,
+    description: posting.description,
+    metadata: posting.metadata,
+    actor: posting.actor,
+  });
+  return { transaction: t };
+}
+
+export function createLedgerCredits({ db, organizations, engine, resolve, submit }: LedgerContext) {
+  return {
+    /** Credits an organization (a manual top-up). Inactive organizations can still receive credits. */
+    async addCredits(
+      ctx: RequestContext,
+      idOrSlug: string,
+      body: Static<typeof AddCreditsBody>,
+      key?: string,
+    ) {
+      const org = await resolve(ctx, idOrSlug, 'credits:add');
+      const amount = positive('amount', body.amount);
+      return submit({
+        organizationIds: [org.id],
+        requestId: ctx.requestId,
+        idempotency: idem(key, [
+          'credits.add',
+          org.id,
+          amount,
+          body.description ?? null,
+          body.metadata ?? {},
+        ]),
+        run: (book) => {
+          const t = book.post(org.id, {
+            type: 'top_up',
+            amount,
+            legs: [
+              [SYSTEM.topUps, -amount],
+              [CREDITS, amount],
+            ],
+            description: body.description ?? null,
+            metadata: body.metadata ?? {},
+            actor: ctx.actor,
+          });
+          return ok(201, viewTransaction(t));
+        },
+      });
+    },
+
+    async deductCredits(
+      ctx: RequestContext,
+      idOrSlug: string,
+      body: Static<typeof DeductCreditsBody>,
+      key?: string,
+    ) {
+      const org = await resolve(ctx, idOrSlug, 'credits:deduct');
+      const amount = positive('amount', body.amount);
+      return submit({
+        organizationIds: [org.id],
+        requestId: ctx.requestId,
+        idempotency: idem(key, ['credits.deduct', org.id, amount, body.reason ?? null, body.metadata ?? {}]),
+        run: (book) => {
+          const r = debit(book, org.id, amount, ctx.requestId, {
+            type: 'deduction',
+            counter: SYSTEM.adjustments,
+            description: body.reason ?? null,
+            metadata: body.metadata ?? {},
+            actor: ctx.actor,
+          });
+          return r.refused ?? ok(201, viewTransaction(r.transaction));
+        },
+      });
+    },
+
+    /** Moves credits from one organization to another in one atomic transaction. */
+    async transfer(ctx: RequestContext, idOrSlug: string, body: Static<typeof TransferBody>, key?: string) {
+      const from = await resolve(ctx, idOrSlug, 'credits:transfer');
+      // The receiver must be an organization the caller can see (a sub-organization, say).
+      const to = await organizations.load(db, body.to_organization_id).catch(() => undefined);
+      if (!to || !canSee(ctx.actor, to.id))
+        throw invalidField('to_organization_id', 'is not an organization you can see');
+      if (to.id === from.id)
+        throw invalidField('to_organization_id', 'must differ from the sending organization');
+      const amount = positive('amount', body.amount);
+      return submit({
+        organizationIds: [from.id, to.id],
+        requestId: ctx.requestId,
+        idempotency: idem(key, [
+          'credits.transfer',
+          from.id,
+          to.id,
+          amount,
+          body.description ?? null,
+          body.metadata ?? {},
+        ]),
+        run: (book) => {
+          const refused = checkDebit(book.state(from.id), amount, book.month, false, fmt);
+          if (refused) return refusal(refused.code, refused.detail, ctx.requestId);
+          const meta = body.metadata ?? {};
+          const out = book.post(from.id, {
+            type: 'transfer_out',
+            amount,
+            legs: [
+              [CREDITS, -amount],
+              [SYSTEM.transfers, amount],
+            ],
+            description: body.description ?? null,
+            metadata: { ...meta, to_organization_id: to.id },
+            actor: ctx.actor,
+          });
+          const inbound = book.post(to.id, {
+            type: 'transfer_in',
+            amount,
+            legs: [
+              [SYSTEM.transfers, -amount],
+              [CREDITS, amount],
+            ],
+            description: body.description ?? null,
+            metadata: { ...meta, from_organization_id: from.id },
+            relatedId: out.id,
+            actor: ctx.actor,
+          });
+          out.related_id = inbound.id;
+          return ok(201, { from: viewTransaction(out), to: viewTransaction(inbound) });
+        },
+      });
+    },
+
+    /**
+     * Applies a batch of usage events in order, each on its own: a refused event does not stop
+     * the others. Each event's idempotency key makes its retry safe.
+     */
+    async recordUsage(ctx: RequestContext, body: Static<typeof UsageBody>) {
+      // Authorized per event: one batch may span organizations, and each answers on its own.
+      const parsed = body.events.map((e, i) => {
+        const credits = positive(`events.${i}.credits`, e.credits);
+        const cost = e.cost === undefined ? undefined : nonNegative(`events.${i}.cost`, e.cost);
+        return { e, credits, cost };
+      });
+      const results = await Promise.all(
+        parsed.map(({ e, credits, cost }) => {
+          const { idempotency_key, ...content } = e;
+          if (!can(ctx.actor, ['usage:record'], e.organization_id))
+            return Promise.resolve(
+              canSee(ctx.actor, e.organization_id)
+                ? refusal('forbidden', 'Requires usage:record', ctx.requestId)
+                : refusal('not_found', NO_SUCH_ORGANIZATION, ctx.requestId),
+            );
+          return engine.submit({
+            organizationIds: [e.organization_id],
+            requestId: ctx.requestId,
+            idempotency: idem(idempotency_key, [
+              'usage',
+              content.organization_id,
+              credits,
+              cost ?? null,
+              content.agent_id ?? null,
+              content.tokens_in ?? null,
+              content.tokens_out ?? null,
+              content.description ?? null,
+              content.metadata ?? {},
+            ]),
+            run: (book) => {
+              const metadata: Record<string, unknown> = { ...(e.metadata ?? {}) };
+              if (e.agent_id !== undefined) metadata.agent_id = e.agent_id;
+              if (e.tokens_in !== undefined) metadata.tokens_in = e.tokens_in;
+              if (e.tokens_out !== undefined) metadata.tokens_out = e.tokens_out;
+              if (cost !== undefined) metadata.cost = fmt(cost);
+              const r = debit(book, e.organization_id, credits, ctx.requestId, {
+                type: 'usage',
+                counter: SYSTEM.usage,
+                description: e.description ?? null,
+                metadata,
+                actor: ctx.actor,
+              });
+              if (r.refused) return r.refused;
+              return ok(200, {
+                transaction_id: r.transaction.id,
+                balance_after: fmt(r.transaction.balance_after),
+              });
+            },
+          });
+        }),
+      );
+      const view = results.map((r, index) => {
+        const body = r.body as {
+          code?: string;
+          detail?: string;
+          transaction_id?: string;
+          balance_after?: string;
+        };
+        return r.status < 300
+          ? {
+              index,
+              status: 'applied' as const,
+              transaction_id: body.transaction_id ?? null,
+              balance_after: body.balance_after ?? null,
+              code: null,
+              detail: null,
+              replayed: r.replayed === true,
+            }
+          : {
+              index,
+              status: 'rejected' as const,
+              transaction_id: null,
+              balance_after: null,
+              code: body.code ?? 'internal_error',
+              detail: body.detail ?? null,
+              replayed: r.replayed === true,
+            };
+      });
+      return {
+        applied: view.filter((v) => v.status === 'applied').length,
+        rejected: view.filter((v) => v.status === 'rejected').length,
+        results: view,
+      };
+    },
+  };
+}

@@ -1,0 +1,215 @@
+/**
+ * Holds: credits reserved from `credits` into `held` for work whose cost is known at the end.
+ * Invariant: the `held` balance equals the sum of the active holds. A hold closes exactly once:
+ * captured (up to its amount is spent, the rest returned), released, or expired.
+ */
+import type { Static } from 'typebox';
+import type { Executor } from '../../db/client.js';
+import type { Actor, RequestContext } from '../../lib/authz.js';
+import { newId } from '../../lib/ids.js';
+import { AppError, invalidField } from '../../lib/problem.js';
+import { idem, type LedgerContext, ok } from './ledger.context.js';
+import { CREDITS, checkDebit, HELD, SYSTEM } from './ledger.core.js';
+import { type Book, refusal } from './ledger.engine.js';
+import type { CreateHoldBody } from './ledger.schema.js';
+import { fmt, type HoldView, positive, viewHold, viewTransaction } from './ledger.views.js';
+
+const HOLD_EXPIRY: Actor = { type: 'operator', id: 'hold_expiry' };
+
+/** The hold, or a 404; `forUpdate` locks its row until the transaction ends. */
+async function findHold(ex: Executor, orgId: string, holdId: string, forUpdate: boolean) {
+  const hold = await ex
+    .selectFrom('ledger_holds')
+    .selectAll()
+    .where('organization_id', '=', orgId)
+    .where('id', '=', holdId)
+    .$if(forUpdate, (q) => q.forUpdate())
+    .executeTakeFirst();
+  if (!hold) throw new AppError('not_found', `No hold "${holdId}"`);
+  return hold;
+}
+
+type HoldRow = Awaited<ReturnType<typeof findHold>>;
+
+const lockHold = (book: Book, orgId: string, holdId: string) => findHold(book.tx, orgId, holdId, true);
+
+/** Closes the hold's row now with its final status; the caller has posted the matching transaction. */
+function markClosed(
+  book: Book,
+  hold: HoldRow,
+  set: { status: 'captured'; captured_amount: bigint } | { status: 'released' | 'expired' },
+) {
+  return book.tx
+    .updateTable('ledger_holds')
+    .set({ ...set, closed_at: book.now })
+    .where('organization_id', '=', hold.organization_id)
+    .where('id', '=', hold.id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** Returns an active hold's credits (release or expiry), closing it. */
+async function closeHold(book: Book, hold: HoldRow, status: 'released' | 'expired', actor: Actor) {
+  const t = book.post(hold.organization_id, {
+    type: status === 'released' ? 'release' : 'expiry',
+    amount: hold.amount,
+    legs: [
+      [HELD, -hold.amount],
+      [CREDITS, hold.amount],
+    ],
+    relatedId: hold.id,
+    actor,
+  });
+  const closed = await markClosed(book, hold, { status });
+  return { hold: closed, transaction: t };
+}
+
+export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext) {
+  return {
+    /** Reserves credits for work whose cost is known at the end. */
+    async createHold(
+      ctx: RequestContext,
+      idOrSlug: string,
+      body: Static<typeof CreateHoldBody>,
+      key?: string,
+    ) {
+      const org = await resolve(ctx, idOrSlug, 'usage:record');
+      const amount = positive('amount', body.amount);
+      const seconds = body.expires_in_seconds ?? 3600;
+      return submit({
+        organizationIds: [org.id],
+        requestId: ctx.requestId,
+        idempotency: idem(key, [
+          'holds.create',
+          org.id,
+          amount,
+          seconds,
+          body.description ?? null,
+          body.metadata ?? {},
+        ]),
+        run: async (book) => {
+          // The monthly limit is checked here, so that capturing finished work is never refused.
+          const refused = checkDebit(book.state(org.id), amount, book.month, true, fmt);
+          if (refused) return refusal(refused.code, refused.detail, ctx.requestId);
+          const id = newId('hld');
+          book.post(org.id, {
+            type: 'hold',
+            amount,
+            legs: [
+              [CREDITS, -amount],
+              [HELD, amount],
+            ],
+            description: body.description ?? null,
+            relatedId: id,
+            actor: ctx.actor,
+          });
+          const hold = await book.tx
+            .insertInto('ledger_holds')
+            .values({
+              organization_id: org.id,
+              id,
+              amount,
+              description: body.description ?? null,
+              metadata: JSON.stringify(body.metadata ?? {}),
+              expires_at: new Date(book.now.getTime() + seconds * 1000),
+            })
+            .returningAll()
+            .executeTakeFirstOrThrow();
+          return ok(201, viewHold(hold));
+        },
+      });
+    },
+
+    /** Takes up to the held amount as spend and returns the rest. */
+    async captureHold(
+      ctx: RequestContext,
+      idOrSlug: string,
+      holdId: string,
+      body: { amount?: string | number },
+      key?: string,
+    ) {
+      const org = await resolve(ctx, idOrSlug, 'usage:record');
+      const requested = body.amount === undefined ? undefined : positive('amount', body.amount);
+      return submit({
+        organizationIds: [org.id],
+        requestId: ctx.requestId,
+        idempotency: idem(key, ['holds.capture', org.id, holdId, requested ?? null]),
+        run: async (book) => {
+          const hold = await lockHold(book, org.id, holdId);
+          if (hold.status !== 'active')
+            return refusal('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
+          if (hold.expires_at <= book.now) {
+            await closeHold(book, hold, 'expired', HOLD_EXPIRY);
+            return refusal('hold_not_active', 'The hold expired before it was captured', ctx.requestId);
+          }
+          const amount = requested ?? hold.amount;
+          if (amount > hold.amount)
+            throw invalidField('amount', `must not exceed the held ${fmt(hold.amount)}`);
+          const legs: Array<[string, bigint]> = [
+            [HELD, -hold.amount],
+            [SYSTEM.usage, amount],
+          ];
+          if (hold.amount > amount) legs.push([CREDITS, hold.amount - amount]);
+          const t = book.post(org.id, {
+            type: 'capture',
+            amount,
+            legs,
+            spend: amount,
+            relatedId: hold.id,
+            actor: ctx.actor,
+          });
+          const closed = await markClosed(book, hold, { status: 'captured', captured_amount: amount });
+          return ok(200, { hold: viewHold(closed), transaction: viewTransaction(t) });
+        },
+      });
+    },
+
+    async releaseHold(ctx: RequestContext, idOrSlug: string, holdId: string, key?: string) {
+      const org = await resolve(ctx, idOrSlug, 'usage:record');
+      return submit({
+        organizationIds: [org.id],
+        requestId: ctx.requestId,
+        idempotency: idem(key, ['holds.release', org.id, holdId]),
+        run: async (book) => {
+          const hold = await lockHold(book, org.id, holdId);
+          if (hold.status !== 'active')
+            return refusal('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
+          const { hold: closed, transaction } = await closeHold(book, hold, 'released', ctx.actor);
+          return ok(200, { hold: viewHold(closed), transaction: viewTransaction(transaction) });
+        },
+      });
+    },
+
+    async getHold(ctx: RequestContext, idOrSlug: string, holdId: string): Promise<HoldView> {
+      const org = await resolve(ctx, idOrSlug, 'credits:read');
+      return viewHold(await findHold(db, org.id, holdId, false));
+    },
+
+    /** Returns the credits of every hold past its deadline. Safe to run from every process at once. */
+    async expireDueHolds(limit = 500): Promise<number> {
+      const due = await db
+        .selectFrom('ledger_holds')
+        .select(['organization_id', 'id'])
+        .where('status', '=', 'active')
+        .where('expires_at', '<=', new Date())
+        .orderBy('expires_at')
+        .limit(limit)
+        .execute();
+      const results = await Promise.all(
+        due.map((d) =>
+          engine.submit({
+            organizationIds: [d.organization_id],
+            requestId: 'hold-expiry',
+            run: async (book) => {
+              const hold = await lockHold(book, d.organization_id, d.id);
+              if (hold.status !== 'active' || hold.expires_at > book.now) return ok(200, null);
+              await closeHold(book, hold, 'expired', HOLD_EXPIRY);
+              return ok(200, hold.id);
+            },
+          }),
+        ),
+      );
+      return results.filter((r) => r.body !== null).length;
+    },
+  };
+}
