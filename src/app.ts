@@ -27,6 +27,8 @@ import {
 } from './modules/api-keys/api-keys.service.js';
 import { createAuditService } from './modules/audit/audit.service.js';
 import { type AuthService, createAuthService, loadAuthSecret } from './modules/auth/auth.service.js';
+import { billingRoutes } from './modules/billing/billing.routes.js';
+import { type BillingService, createBillingService } from './modules/billing/billing.service.js';
 import { invitationLinkRoutes, invitationsRoutes } from './modules/invitations/invitations.routes.js';
 import {
   createInvitationsService,
@@ -87,6 +89,7 @@ export interface Services {
   mail: MailService;
   invitations: InvitationsService;
   agents: AgentsService;
+  billing: BillingService;
 }
 
 export type App = FastifyInstance & { services: Services };
@@ -105,12 +108,15 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     exports: [],
   };
   const organizations = createOrganizationsService({ db, audit, lifecycle, listen: deps.db.listen });
+  const agents = createAgentsService({ db, audit, organizations });
   const ledger = createLedgerService({
     db,
     organizations,
     payments: deps.payments ?? createInvoiceProvider(),
-    // PGlite has one connection; on PostgreSQL a few lanes overlap commits.
-    lanes: deps.db.kind === 'pglite' ? 1 : 4,
+    // Lanes overlap commits, each holding a connection while it runs: most of the pool, leaving
+    // the rest for reads (PGlite has one connection, so one lane).
+    lanes: Math.max(1, Math.floor(deps.db.poolSize * 0.6)),
+    agentOrganizations: agents.organizationsOf,
   });
   const members = createMembersService({ db, audit, organizations });
   lifecycle.created.push(ledger.openAccount, members.onOrganizationCreated);
@@ -141,7 +147,6 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     publicUrl: deps.publicUrl ?? 'http://127.0.0.1:3000',
   });
   lifecycle.deleted.push(invitations.onOrganizationDeleted);
-  const agents = createAgentsService({ db, audit, organizations });
   lifecycle.deleting.push(agents.refuseDeletionWithAgents);
   lifecycle.details.push(agents.details);
   lifecycle.exports.push(
@@ -162,6 +167,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     mail,
     invitations,
     agents,
+    billing: createBillingService({ db, organizations, agents }),
   };
 }
 
@@ -367,6 +373,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(apiKeysRoutes(services.apiKeys));
     await api.register(invitationsRoutes(services.invitations));
     await api.register(agentsRoutes(services.agents));
+    await api.register(billingRoutes(services.billing));
     api.get(
       '/api/dev/mailbox',
       {

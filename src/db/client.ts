@@ -31,11 +31,14 @@ export interface DbHandle {
 
 const INT8 = 20;
 const INT8_ARRAY = 1016;
+/** A calendar date stays the string PostgreSQL wrote ("2026-11-23"): a Date would shift it by time zone. */
+const DATE = 1082;
 
 /** Same value types on both engines: BIGINT arrives as bigint, NUMERIC as string, timestamptz as Date. */
 const pgTypes = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
     if (oid === INT8) return (v: string) => BigInt(v);
+    if (oid === DATE) return (v: string) => v;
     if (oid === INT8_ARRAY)
       return (v: string) =>
         v
@@ -96,7 +99,7 @@ export function createPostgresDb(databaseUrl: string, poolSize = 10): DbHandle {
 
 export async function openPglite(dataDirOrUrl: string, loadDataDir?: Blob): Promise<PGlite> {
   return PGlite.create(dataDirOrUrl, {
-    parsers: { [INT8]: (v: string) => BigInt(v) },
+    parsers: { [INT8]: (v: string) => BigInt(v), [DATE]: (v: string) => v },
     ...(loadDataDir ? { loadDataDir } : {}),
   });
 }

@@ -69,6 +69,7 @@ export interface Database {
   mailbox_messages: MailboxMessagesTable;
   agents: AgentsTable;
   agent_assignments: AgentAssignmentsTable;
+  usage_daily: UsageDailyTable;
 }
 
 export interface LedgerAccountsTable {
@@ -237,4 +238,15 @@ export interface AgentAssignmentsTable {
   agent_id: string;
   assigned_at: Date;
   unassigned_at: Date | null;
+}
+
+export interface UsageDailyTable {
+  organization_id: string;
+  day: ColumnType<string, string, string>;
+  agent_id: string;
+  events: bigint;
+  credits: bigint;
+  tokens_in: bigint;
+  tokens_out: bigint;
+  cost: bigint;
 }

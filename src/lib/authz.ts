@@ -13,7 +13,8 @@ export const PERMISSIONS = {
   agents: ['read', 'manage'],
   audit_log: ['read'],
   credits: ['read', 'add', 'deduct', 'transfer', 'settings'],
-  usage: ['record'],
+  usage: ['record', 'read'],
+  billing: ['read'],
   top_ups: ['mark_paid'],
   ledger: ['verify'],
   mailbox: ['read'],
@@ -55,6 +56,8 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'credits:read',
     'credits:settings',
     'api_keys:read',
+    'usage:read',
+    'billing:read',
   ],
   developer: [
     'organization:read',
@@ -65,6 +68,7 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'api_keys:manage',
     'agents:read',
     'agents:manage',
+    'usage:read',
   ],
   agent: ['organization:read', 'credits:read', 'usage:record', 'agents:read'],
 };

@@ -25,6 +25,7 @@ export const ErrorCodes = {
     title: 'The organization still has sub-organizations',
   },
   organization_has_agents: { status: 409, title: 'The organization still has agents assigned' },
+  agent_not_in_organization: { status: 409, title: 'The agent works for another organization' },
   insufficient_credits: { status: 402, title: 'Not enough credits' },
   spending_limit_exceeded: { status: 402, title: 'Monthly spending limit reached' },
   organization_inactive: { status: 403, title: 'The organization is inactive' },

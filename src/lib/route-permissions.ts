@@ -67,4 +67,8 @@ export const ROUTE_PERMISSIONS: Record<string, RouteRequirement> = {
   'DELETE /api/agents/:id': ['agents:manage'],
   'POST /api/agents/:id/assign-org': ['agents:manage'],
   'POST /api/agents/:id/unassign-org': ['agents:manage'],
+
+  'GET /api/organizations/:id/billing-summary': ['billing:read'],
+  'GET /api/organizations/:id/billing': ['billing:read'],
+  'GET /api/organizations/:id/analytics': ['usage:read'],
 };

@@ -1,3 +1,4 @@
+import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestContext, tableCounts } from '../harness.js';
 
@@ -200,7 +201,7 @@ describe('agents', () => {
       url: `/api/organizations/${other.id}/members`,
       payload: { email: dev.email, role: 'agent' },
     });
-    const as = (opts: Parameters<typeof t.app.inject>[0] & object) =>
+    const as = (opts: InjectOptions) =>
       t.app.inject({ ...opts, headers: { authorization: `Bearer ${dev.token}` } });
     const a = (
       await as({ method: 'POST', url: '/api/agents', payload: { name: 'Mine', organization_id: home.id } })
@@ -226,5 +227,58 @@ describe('agents', () => {
     expect((await as({ method: 'POST', url: '/api/agents', payload: { name: 'Stray' } })).statusCode).toBe(
       404,
     );
+  });
+});
+
+describe('usage attributed to agents', () => {
+  it('counts only in the organization the agent works for', async () => {
+    const home = await org();
+    const elsewhere = await org();
+    for (const o of [home, elsewhere])
+      await t.call({
+        method: 'POST',
+        url: `/api/organizations/${o.id}/credits/add`,
+        payload: { amount: '10' },
+      });
+    const a = await agent({ organization_id: home.id });
+    const res = await t.call({
+      method: 'POST',
+      url: '/api/usage',
+      payload: {
+        events: [
+          { organization_id: home.id, agent_id: a.id, credits: '1', idempotency_key: `a-${n}-1` },
+          { organization_id: elsewhere.id, agent_id: a.id, credits: '1', idempotency_key: `a-${n}-2` },
+          {
+            organization_id: home.id,
+            agent_id: 'agt_00000000000000000000000000',
+            credits: '1',
+            idempotency_key: `a-${n}-3`,
+          },
+        ],
+      },
+    });
+    expect(
+      res.json().results.map((r: { status: string; code: string | null }) => r.code ?? r.status),
+    ).toEqual(['applied', 'agent_not_in_organization', 'not_found']);
+    expect((await get(`/api/organizations/${elsewhere.id}/balance`)).json().available).toBe('10');
+  });
+
+  it('stops while the agent’s organization is inactive', async () => {
+    const o = await org();
+    await t.call({
+      method: 'POST',
+      url: `/api/organizations/${o.id}/credits/add`,
+      payload: { amount: '10' },
+    });
+    const a = await agent({ organization_id: o.id });
+    await t.call({ method: 'POST', url: `/api/organizations/${o.id}/toggle` });
+    const event = (k: string) => ({
+      events: [{ organization_id: o.id, agent_id: a.id, credits: '1', idempotency_key: k }],
+    });
+    const suspended = await t.call({ method: 'POST', url: '/api/usage', payload: event(`s-${n}-1`) });
+    expect(suspended.json().results[0].code).toBe('organization_inactive');
+    await t.call({ method: 'POST', url: `/api/organizations/${o.id}/toggle` });
+    const resumed = await t.call({ method: 'POST', url: '/api/usage', payload: event(`s-${n}-2`) });
+    expect(resumed.json().results[0].status).toBe('applied');
   });
 });

@@ -365,6 +365,9 @@ describe('documentation', () => {
     '/api/agents/{id}': ['delete', 'get', 'patch'],
     '/api/agents/{id}/assign-org': ['post'],
     '/api/agents/{id}/unassign-org': ['post'],
+    '/api/organizations/{id}/billing-summary': ['get'],
+    '/api/organizations/{id}/billing': ['get'],
+    '/api/organizations/{id}/analytics': ['get'],
   };
 
   it('/openapi.json is OpenAPI 3.1.0 and lists every /api route with its methods', async () => {

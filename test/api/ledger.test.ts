@@ -337,13 +337,14 @@ describe('POST /api/usage', () => {
     const org = await newOrg('2');
     const inactive = await newOrg('5');
     await post(`/api/organizations/${inactive}/toggle`);
+    const agentId = (await post('/api/agents', { name: 'Usage Agent', organization_id: org })).json().id;
     const res = await post('/api/usage', {
       events: [
         {
           organization_id: org,
           credits: '1.5',
           idempotency_key: 'u1',
-          agent_id: 'agent-1',
+          agent_id: agentId,
           tokens_in: 100,
           tokens_out: 20,
           cost: '0.002',
@@ -369,7 +370,7 @@ describe('POST /api/usage', () => {
       await t.call({ method: 'GET', url: `/api/organizations/${org}/transactions?type=usage` })
     ).json().data;
     expect(txs.at(-1).metadata).toEqual({
-      agent_id: 'agent-1',
+      agent_id: agentId,
       tokens_in: 100,
       tokens_out: 20,
       cost: '0.002',

@@ -79,7 +79,7 @@ interface UsageResultView {
 }
 
 function usageBody(org: string, credits: string, key: string) {
-  return { events: [{ organization_id: org, agent_id: 'agent-burst', credits, idempotency_key: key }] };
+  return { events: [{ organization_id: org, credits, idempotency_key: key }] };
 }
 
 async function debit(

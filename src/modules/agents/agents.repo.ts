@@ -74,3 +74,31 @@ export async function moveAssignment(db: Executor, agentId: string, at: Date, to
       .values({ organization_id: to, agent_id: agentId, assigned_at: at })
       .execute();
 }
+
+export async function findAssignmentsDuring(db: Executor, organizationId: string, start: Date, end: Date) {
+  return db
+    .selectFrom('agent_assignments')
+    .select(['agent_id', 'assigned_at', 'unassigned_at'])
+    .where('organization_id', '=', organizationId)
+    .where('assigned_at', '<', end)
+    .where((eb) => eb.or([eb('unassigned_at', 'is', null), eb('unassigned_at', '>', start)]))
+    .execute();
+}
+
+/** Agents by id, deleted ones included (their history still bills). */
+export async function findAgentsByIds(db: Executor, ids: string[]): Promise<AgentRow[]> {
+  if (ids.length === 0) return [];
+  return db.selectFrom('agents').selectAll().where('id', 'in', ids).execute();
+}
+
+/** The organization each live agent among `ids` works for. */
+export async function findAgentOrganizations(db: Executor, ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('agents')
+    .select(['id', 'organization_id'])
+    .where('id', 'in', ids)
+    .where('deleted_at', 'is', null)
+    .execute();
+  return new Map(rows.map((r) => [r.id, r.organization_id]));
+}

@@ -238,6 +238,16 @@ export function createAgentsService(deps: {
       };
     },
 
+    /** Assignment intervals in the organization overlapping [start, end), for pro-rated billing. */
+    assignmentsDuring: (ex: Executor, organizationId: string, start: Date, end: Date) =>
+      repo.findAssignmentsDuring(ex, organizationId, start, end),
+
+    /** Where each live agent among `ids` works: for attributing usage. */
+    organizationsOf: (ids: string[]) => repo.findAgentOrganizations(db, ids),
+
+    /** Agents by id, deleted ones included. */
+    byIds: (ex: Executor, ids: string[]) => repo.findAgentsByIds(ex, ids),
+
     async exportSection(ex: Executor, organizationId: string) {
       const rows = await repo.findAgents(ex, {
         organizationIds: [organizationId],

@@ -16,6 +16,8 @@ export interface LedgerContext {
   payments: PaymentProvider;
   /** The one engine: every change to balances goes through it, so per-organization order holds. */
   engine: LedgerEngine;
+  /** The organization each of these live agents works for. */
+  agentOrganizations: (ids: string[]) => Promise<Map<string, string>>;
   /** The organization by id or slug, once the caller holds `permission` on it (404 or 403 if not). */
   resolve(ctx: RequestContext, idOrSlug: string, permission: Permission): Promise<Organization>;
   /** Runs an operation: group-committed when it locks one organization, alone when it spans several. */

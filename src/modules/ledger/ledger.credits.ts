@@ -44,7 +44,14 @@ function debit(
   return { transaction: t };
 }
 
-export function createLedgerCredits({ db, organizations, engine, resolve, submit }: LedgerContext) {
+export function createLedgerCredits({
+  db,
+  organizations,
+  engine,
+  resolve,
+  submit,
+  agentOrganizations,
+}: LedgerContext) {
   return {
     /** Credits an organization (a manual top-up). Inactive organizations can still receive credits. */
     async addCredits(
@@ -172,6 +179,12 @@ export function createLedgerCredits({ db, organizations, engine, resolve, submit
         const cost = e.cost === undefined ? undefined : nonNegative(`events.${i}.cost`, e.cost);
         return { e, credits, cost };
       });
+      // Where each named agent works, read once for the batch: an event is attributed to an agent
+      // only in the organization that agent belongs to.
+      const agentIds = [
+        ...new Set(body.events.flatMap((e) => (e.agent_id === undefined ? [] : [e.agent_id]))),
+      ];
+      const agentOrg = agentIds.length ? await agentOrganizations(agentIds) : new Map<string, string>();
       const results = await Promise.all(
         parsed.map(({ e, credits, cost }) => {
           const { idempotency_key, ...content } = e;
@@ -196,6 +209,17 @@ export function createLedgerCredits({ db, organizations, engine, resolve, submit
               content.metadata ?? {},
             ]),
             run: (book) => {
+              if (e.agent_id !== undefined) {
+                const home = agentOrg.get(e.agent_id);
+                if (home === undefined)
+                  return refusal('not_found', `No agent "${e.agent_id}"`, ctx.requestId);
+                if (home !== e.organization_id)
+                  return refusal(
+                    'agent_not_in_organization',
+                    `Agent "${e.agent_id}" works for another organization`,
+                    ctx.requestId,
+                  );
+              }
               const metadata: Record<string, unknown> = { ...(e.metadata ?? {}) };
               if (e.agent_id !== undefined) metadata.agent_id = e.agent_id;
               if (e.tokens_in !== undefined) metadata.tokens_in = e.tokens_in;
@@ -209,6 +233,12 @@ export function createLedgerCredits({ db, organizations, engine, resolve, submit
                 actor: ctx.actor,
               });
               if (r.refused) return r.refused;
+              book.countUsage(e.organization_id, e.agent_id, {
+                credits,
+                tokensIn: e.tokens_in ?? 0,
+                tokensOut: e.tokens_out ?? 0,
+                cost: cost ?? 0n,
+              });
               return ok(200, {
                 transaction_id: r.transaction.id,
                 balance_after: fmt(r.transaction.balance_after),

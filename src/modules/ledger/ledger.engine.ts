@@ -63,6 +63,8 @@ export class Book {
   readonly deltas = new Map<string, bigint>();
   readonly touched = new Set<CreditState>();
   readonly recharge = new Set<CreditState>();
+  /** Usage roll-ups per organization, UTC day and agent, written with the batch. */
+  readonly usage = new Map<string, repo.UsageRollup>();
 
   constructor(
     readonly tx: Tx,
@@ -70,6 +72,33 @@ export class Book {
     readonly now: Date,
   ) {
     this.month = monthOf(now);
+  }
+
+  /** Counts a usage event into its organization's roll-up for today (by agent; '' for none). */
+  countUsage(
+    organizationId: string,
+    agentId: string | undefined,
+    u: { credits: bigint; tokensIn: number; tokensOut: number; cost: bigint },
+  ) {
+    const day = this.now.toISOString().slice(0, 10);
+    const agent = agentId ?? '';
+    const k = `${organizationId}\u0000${day}\u0000${agent}`;
+    const r = this.usage.get(k) ?? {
+      organization_id: organizationId,
+      day,
+      agent_id: agent,
+      events: 0n,
+      credits: 0n,
+      tokens_in: 0n,
+      tokens_out: 0n,
+      cost: 0n,
+    };
+    r.events += 1n;
+    r.credits += u.credits;
+    r.tokens_in += BigInt(u.tokensIn);
+    r.tokens_out += BigInt(u.tokensOut);
+    r.cost += u.cost;
+    this.usage.set(k, r);
   }
 
   state(organizationId: string): CreditState {
@@ -221,6 +250,7 @@ export function createLedgerEngine(deps: EngineDeps) {
         }),
         transactions: book.transactions,
         records,
+        usage: [...book.usage.values()],
       });
       // Another process applied one of these keys since we looked: start over, and replay it.
       if (inserted !== records.length) throw new Retry();

@@ -206,9 +206,16 @@ export async function writeBatch(
     deltas: Array<[org: string, code: string, delta: bigint]>;
     transactions: NewTransaction[];
     records: IdempotencyRecord[];
+    usage: UsageRollup[];
   },
 ): Promise<number> {
   const { states, transactions: txs, records } = batch;
+  // Sorted, like the account deltas, so concurrent batches take row locks in one order.
+  const usage = [...batch.usage].sort((a, b) => {
+    const ka = `${a.organization_id}\u0000${a.day}\u0000${a.agent_id}`;
+    const kb = `${b.organization_id}\u0000${b.day}\u0000${b.agent_id}`;
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  });
   const deltas = [...batch.deltas].sort((a, b) =>
     a[0] === b[0] ? (a[1] < b[1] ? -1 : 1) : a[0] < b[0] ? -1 : 1,
   );
@@ -252,12 +259,35 @@ export async function writeBatch(
                   ${col(records, (r) => r.fingerprint)}::text[], ${col(records, (r) => BigInt(r.status_code))}::int[],
                   ${col(records, (r) => JSON.stringify(r.response))}::text[]) as v(o, k, f, s, r)
       on conflict do nothing
+      returning 1),
+    rollups as (
+      insert into usage_daily (organization_id, day, agent_id, events, credits, tokens_in, tokens_out, cost)
+      select * from unnest(${col(usage, (u) => u.organization_id)}::text[], ${col(usage, (u) => u.day)}::date[],
+                           ${col(usage, (u) => u.agent_id)}::text[], ${col(usage, (u) => u.events)}::bigint[],
+                           ${col(usage, (u) => u.credits)}::bigint[], ${col(usage, (u) => u.tokens_in)}::bigint[],
+                           ${col(usage, (u) => u.tokens_out)}::bigint[], ${col(usage, (u) => u.cost)}::bigint[])
+      on conflict (organization_id, day, agent_id) do update set
+        events = usage_daily.events + excluded.events, credits = usage_daily.credits + excluded.credits,
+        tokens_in = usage_daily.tokens_in + excluded.tokens_in, tokens_out = usage_daily.tokens_out + excluded.tokens_out,
+        cost = usage_daily.cost + excluded.cost
       returning 1)
-    select (select count(*) from records) as n,
+    select (select count(*) from records) as n, (select count(*) from rollups) as rolled,
            (select count(*) from credits) + (select count(*) from others) + (select count(*) from transactions) as written`.execute(
     db,
   );
   return Number(rows[0]?.n ?? 0);
+}
+
+/** One organization's usage on one UTC day by one agent ('' for none), as a batch adds it up. */
+export interface UsageRollup {
+  organization_id: string;
+  day: string;
+  agent_id: string;
+  events: bigint;
+  credits: bigint;
+  tokens_in: bigint;
+  tokens_out: bigint;
+  cost: bigint;
 }
 
 export interface IdempotencyRecord {

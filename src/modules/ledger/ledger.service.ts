@@ -14,6 +14,8 @@ export interface LedgerDeps {
   payments: PaymentProvider;
   /** Commit lanes for group commit: 1 on PGlite (one connection), a few on PostgreSQL. */
   lanes: number;
+  /** The organization each of these live agents works for (from the agents service). */
+  agentOrganizations: (ids: string[]) => Promise<Map<string, string>>;
 }
 
 /**
@@ -35,7 +37,13 @@ export function createLedgerService(deps: LedgerDeps) {
     lanes: deps.lanes,
     maxBatch: 1000,
   });
-  const shared = createLedgerContext({ db, organizations, payments, engine });
+  const shared = createLedgerContext({
+    db,
+    organizations,
+    payments,
+    engine,
+    agentOrganizations: deps.agentOrganizations,
+  });
   return {
     engine,
     ...createLedgerAccounts(shared),

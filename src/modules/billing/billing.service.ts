@@ -1,0 +1,315 @@
+import { sql } from 'kysely';
+import { type Static, Type } from 'typebox';
+import type { Db } from '../../db/client.js';
+import { authorize, type RequestContext } from '../../lib/authz.js';
+import { formatAmount, formatMoney } from '../../lib/money.js';
+import { invalidField } from '../../lib/problem.js';
+import type { AgentsService } from '../agents/agents.service.js';
+import type { OrganizationsService } from '../organizations/organizations.service.js';
+import { daysCovered, type Month, monthKey, monthOf, monthsBetween, prorate } from './billing.logic.js';
+
+const MonthString = Type.String({
+  pattern: '^\\d{4}-(0[1-9]|1[0-2])$',
+  'x-message': 'must be a month such as 2026-11',
+});
+const DayString = Type.String({ format: 'date' });
+
+export const BillingQuery = Type.Object(
+  { month: Type.Optional(MonthString) },
+  { additionalProperties: false },
+);
+export const SummaryQuery = Type.Object(
+  { from: Type.Optional(MonthString), to: Type.Optional(MonthString) },
+  { additionalProperties: false },
+);
+export const AnalyticsQuery = Type.Object(
+  {
+    from: Type.Optional(DayString),
+    to: Type.Optional(DayString),
+    top: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10 })),
+  },
+  { additionalProperties: false },
+);
+
+const Totals = {
+  events: Type.Integer(),
+  credits: Type.String(),
+  tokens_in: Type.Integer(),
+  tokens_out: Type.Integer(),
+  cost: Type.String({ description: 'In the organization’s currency' }),
+};
+
+export const BillingResponse = Type.Object({
+  organization_id: Type.String(),
+  month: Type.String(),
+  currency: Type.String(),
+  days_in_month: Type.Integer(),
+  data: Type.Array(
+    Type.Object({
+      agent_id: Type.Union([Type.String(), Type.Null()], {
+        description: 'null: usage recorded without an agent',
+      }),
+      agent_name: Type.Union([Type.String(), Type.Null()]),
+      days_assigned: Type.Integer(),
+      rate: Type.String({ description: 'The agent’s effective monthly rate' }),
+      revenue: Type.String({ description: 'rate × days_assigned / days_in_month' }),
+      ...Totals,
+    }),
+  ),
+});
+
+export const SummaryResponse = Type.Object({
+  organization_id: Type.String(),
+  currency: Type.String(),
+  data: Type.Array(
+    Type.Object({ month: Type.String(), revenue: Type.String(), agents: Type.Integer(), ...Totals }),
+  ),
+});
+
+export const AnalyticsResponse = Type.Object({
+  organization_id: Type.String(),
+  from: Type.String(),
+  to: Type.String(),
+  currency: Type.String(),
+  days: Type.Array(
+    Type.Object({ day: Type.String(), events: Type.Integer(), credits: Type.String(), cost: Type.String() }),
+  ),
+  top_agents: Type.Array(
+    Type.Object({
+      agent_id: Type.String(),
+      agent_name: Type.Union([Type.String(), Type.Null()]),
+      events: Type.Integer(),
+      credits: Type.String(),
+    }),
+  ),
+});
+
+interface UsageTotals {
+  events: bigint;
+  credits: bigint;
+  tokens_in: bigint;
+  tokens_out: bigint;
+  cost: bigint;
+}
+const ZERO: UsageTotals = { events: 0n, credits: 0n, tokens_in: 0n, tokens_out: 0n, cost: 0n };
+
+function totalsView(t: UsageTotals) {
+  return {
+    events: Number(t.events),
+    credits: formatAmount(t.credits),
+    tokens_in: Number(t.tokens_in),
+    tokens_out: Number(t.tokens_out),
+    cost: formatMoney(t.cost),
+  };
+}
+
+function add(a: UsageTotals, b: UsageTotals): UsageTotals {
+  return {
+    events: a.events + b.events,
+    credits: a.credits + b.credits,
+    tokens_in: a.tokens_in + b.tokens_in,
+    tokens_out: a.tokens_out + b.tokens_out,
+    cost: a.cost + b.cost,
+  };
+}
+
+/**
+ * Billing and analytics, read from roll-ups the ledger keeps per organization, agent and day in
+ * the same transaction as each debit — never by scanning events. Revenue is each agent's
+ * effective rate pro-rated by the UTC days it belonged to the organization in the month.
+ */
+export function createBillingService(deps: {
+  db: Db;
+  organizations: OrganizationsService;
+  agents: AgentsService;
+}) {
+  const { db, organizations, agents } = deps;
+
+  /** Usage per month and agent over [from, to) (dates), from the daily roll-ups. */
+  async function usageByMonthAndAgent(orgId: string, from: string, to: string) {
+    const { rows } = await sql<UsageTotals & { month: string; agent_id: string }>`select
+        to_char(day, 'YYYY-MM') as month, agent_id, sum(events)::bigint as events, sum(credits)::bigint as credits,
+        sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out, sum(cost)::bigint as cost
+      from usage_daily where organization_id = ${orgId} and day >= ${from}::date and day < ${to}::date
+      group by 1, 2`.execute(db);
+    const out = new Map<string, Map<string, UsageTotals>>();
+    for (const r of rows) {
+      if (!out.has(r.month)) out.set(r.month, new Map());
+      out.get(r.month)?.set(r.agent_id, r);
+    }
+    return out;
+  }
+
+  const dateOf = (d: Date) => d.toISOString().slice(0, 10);
+
+  /**
+   * Per-agent records of each month in `months` (one range of consecutive months): two reads
+   * for the whole range, whatever its length.
+   */
+  async function records(orgId: string, months: Month[], orgRate: bigint) {
+    const start = months.reduce((a, m) => (m.start < a ? m.start : a), months[0]?.start as Date);
+    const end = months.reduce((a, m) => (m.end > a ? m.end : a), months[0]?.end as Date);
+    const [assignments, usage] = await Promise.all([
+      agents.assignmentsDuring(db, orgId, start, end),
+      usageByMonthAndAgent(orgId, dateOf(start), dateOf(end)),
+    ]);
+    const allIds = new Set(assignments.map((a) => a.agent_id));
+    for (const m of usage.values()) for (const id of m.keys()) if (id !== '') allIds.add(id);
+    const byId = new Map((await agents.byIds(db, [...allIds])).map((a) => [a.id, a]));
+    return months.map((month) => {
+      const monthUsage = usage.get(month.key) ?? new Map<string, UsageTotals>();
+      const inMonth = assignments.filter(
+        (a) => a.assigned_at < month.end && (a.unassigned_at === null || a.unassigned_at > month.start),
+      );
+      const ids = [
+        ...new Set([...inMonth.map((a) => a.agent_id), ...[...monthUsage.keys()].filter((k) => k !== '')]),
+      ].sort();
+      const rows = ids.map((id) => {
+        const days = daysCovered(
+          month,
+          inMonth.filter((a) => a.agent_id === id).map((a) => ({ from: a.assigned_at, to: a.unassigned_at })),
+        );
+        const rate = byId.get(id)?.billing_rate ?? orgRate;
+        return {
+          agent_id: id as string | null,
+          agent_name: byId.get(id)?.name ?? null,
+          days_assigned: days,
+          rate,
+          revenue: prorate(rate, days, month.days),
+          usage: monthUsage.get(id) ?? ZERO,
+        };
+      });
+      const unattributed = monthUsage.get('');
+      if (unattributed)
+        rows.push({
+          agent_id: null,
+          agent_name: null,
+          days_assigned: 0,
+          rate: 0n,
+          revenue: 0n,
+          usage: unattributed,
+        });
+      return { month, rows };
+    });
+  }
+
+  async function resolve(ctx: RequestContext, idOrSlug: string, permission: 'billing:read' | 'usage:read') {
+    const org = await organizations.load(db, idOrSlug);
+    authorize(ctx, [permission], org.id);
+    return org;
+  }
+
+  return {
+    /** GET …/billing: the per-agent records of a month (default: this month). */
+    async billing(
+      ctx: RequestContext,
+      idOrSlug: string,
+      query: Static<typeof BillingQuery>,
+    ): Promise<Static<typeof BillingResponse>> {
+      const org = await resolve(ctx, idOrSlug, 'billing:read');
+      const month = monthOf(query.month ?? monthKey(new Date()));
+      const rows = (await records(org.id, [month], org.billing_rate_per_agent))[0]?.rows ?? [];
+      return {
+        organization_id: org.id,
+        month: month.key,
+        currency: org.currency,
+        days_in_month: month.days,
+        data: rows.map((r) => ({
+          agent_id: r.agent_id,
+          agent_name: r.agent_name,
+          days_assigned: r.days_assigned,
+          rate: formatMoney(r.rate),
+          revenue: formatMoney(r.revenue),
+          ...totalsView(r.usage),
+        })),
+      };
+    },
+
+    /** GET …/billing-summary: monthly revenue, cost and token totals (default: the last 12 months). */
+    async summary(
+      ctx: RequestContext,
+      idOrSlug: string,
+      query: Static<typeof SummaryQuery>,
+    ): Promise<Static<typeof SummaryResponse>> {
+      const org = await resolve(ctx, idOrSlug, 'billing:read');
+      const now = new Date();
+      const to = query.to ?? monthKey(now);
+      const from =
+        query.from ?? monthKey(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 11, 1)));
+      if (from > to) throw invalidField('from', 'must not be after to');
+      const keys = monthsBetween(from, to);
+      if (keys.length > 120) throw invalidField('from', 'covers more than 120 months');
+      const data = [];
+      for (const { month, rows } of await records(org.id, keys.map(monthOf), org.billing_rate_per_agent)) {
+        if (rows.length === 0) continue;
+        const usage = rows.reduce((acc, r) => add(acc, r.usage), ZERO);
+        const revenue = rows.reduce((acc, r) => acc + r.revenue, 0n);
+        const billed = rows.filter((r) => r.days_assigned > 0).length;
+        data.push({ month: month.key, revenue: formatMoney(revenue), agents: billed, ...totalsView(usage) });
+      }
+      return { organization_id: org.id, currency: org.currency, data };
+    },
+
+    /** GET …/analytics: per day usage over a range (default: the last 30 days) and the top agents by credits. */
+    async analytics(
+      ctx: RequestContext,
+      idOrSlug: string,
+      query: Static<typeof AnalyticsQuery>,
+    ): Promise<Static<typeof AnalyticsResponse>> {
+      const org = await resolve(ctx, idOrSlug, 'usage:read');
+      const today = new Date().toISOString().slice(0, 10);
+      const to = query.to ?? today;
+      const from = query.from ?? new Date(Date.parse(to) - 29 * 86_400_000).toISOString().slice(0, 10);
+      if (from > to) throw invalidField('from', 'must not be after to');
+      if (Date.parse(to) - Date.parse(from) > 366 * 86_400_000)
+        throw invalidField('from', 'covers more than a year');
+      const end = new Date(Date.parse(to) + 86_400_000).toISOString().slice(0, 10);
+      const { rows: days } = await sql<{
+        day: string;
+        events: bigint;
+        credits: bigint;
+        cost: bigint;
+      }>`select day,
+          sum(events)::bigint as events, sum(credits)::bigint as credits, sum(cost)::bigint as cost
+        from usage_daily where organization_id = ${org.id} and day >= ${from}::date and day < ${end}::date
+        group by day order by day`.execute(db);
+      const usage = new Map<string, UsageTotals>();
+      for (const perAgent of (await usageByMonthAndAgent(org.id, from, end)).values())
+        for (const [id, t] of perAgent) usage.set(id, add(usage.get(id) ?? ZERO, t));
+      const top = [...usage.entries()]
+        .filter(([id]) => id !== '')
+        .sort((a, b) =>
+          b[1].credits > a[1].credits ? 1 : b[1].credits < a[1].credits ? -1 : a[0] < b[0] ? -1 : 1,
+        )
+        .slice(0, query.top ?? 10);
+      const names = new Map(
+        (
+          await agents.byIds(
+            db,
+            top.map(([id]) => id),
+          )
+        ).map((a) => [a.id, a.name]),
+      );
+      return {
+        organization_id: org.id,
+        from,
+        to,
+        currency: org.currency,
+        days: days.map((d) => ({
+          day: d.day,
+          events: Number(d.events),
+          credits: formatAmount(d.credits),
+          cost: formatMoney(d.cost),
+        })),
+        top_agents: top.map(([id, t]) => ({
+          agent_id: id,
+          agent_name: names.get(id) ?? null,
+          events: Number(t.events),
+          credits: formatAmount(t.credits),
+        })),
+      };
+    },
+  };
+}
+
+export type BillingService = ReturnType<typeof createBillingService>;
