@@ -14,7 +14,7 @@ export const PERMISSIONS = {
   audit_log: ['read'],
   credits: ['read', 'add', 'deduct', 'transfer', 'settings'],
   usage: ['record', 'read'],
-  billing: ['read'],
+  billing: ['read', 'read_all'],
   top_ups: ['mark_paid'],
   ledger: ['verify'],
   mailbox: ['read'],
@@ -39,6 +39,7 @@ export const OPERATOR_ONLY: readonly Permission[] = [
   'top_ups:mark_paid',
   'ledger:verify',
   'mailbox:read',
+  'billing:read_all',
 ];
 
 const owner: Permission[] = ALL_PERMISSIONS.filter((p) => !OPERATOR_ONLY.includes(p));

@@ -71,4 +71,5 @@ export const ROUTE_PERMISSIONS: Record<string, RouteRequirement> = {
   'GET /api/organizations/:id/billing-summary': ['billing:read'],
   'GET /api/organizations/:id/billing': ['billing:read'],
   'GET /api/organizations/:id/analytics': ['usage:read'],
+  'GET /api/billing-summary': ['billing:read_all'],
 };

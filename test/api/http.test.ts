@@ -368,6 +368,7 @@ describe('documentation', () => {
     '/api/organizations/{id}/billing-summary': ['get'],
     '/api/organizations/{id}/billing': ['get'],
     '/api/organizations/{id}/analytics': ['get'],
+    '/api/billing-summary': ['get'],
   };
 
   it('/openapi.json is OpenAPI 3.1.0 and lists every /api route with its methods', async () => {

@@ -75,11 +75,18 @@ export async function moveAssignment(db: Executor, agentId: string, at: Date, to
       .execute();
 }
 
-export async function findAssignmentsDuring(db: Executor, organizationId: string, start: Date, end: Date) {
-  return db
+/** Assignment intervals overlapping [start, end), of one organization or (null) of all. */
+export async function findAssignmentsDuring(
+  db: Executor,
+  organizationId: string | null,
+  start: Date,
+  end: Date,
+) {
+  let q = db
     .selectFrom('agent_assignments')
-    .select(['agent_id', 'assigned_at', 'unassigned_at'])
-    .where('organization_id', '=', organizationId)
+    .select(['organization_id', 'agent_id', 'assigned_at', 'unassigned_at']);
+  if (organizationId !== null) q = q.where('organization_id', '=', organizationId);
+  return q
     .where('assigned_at', '<', end)
     .where((eb) => eb.or([eb('unassigned_at', 'is', null), eb('unassigned_at', '>', start)]))
     .execute();

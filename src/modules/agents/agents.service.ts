@@ -239,7 +239,7 @@ export function createAgentsService(deps: {
     },
 
     /** Assignment intervals in the organization overlapping [start, end), for pro-rated billing. */
-    assignmentsDuring: (ex: Executor, organizationId: string, start: Date, end: Date) =>
+    assignmentsDuring: (ex: Executor, organizationId: string | null, start: Date, end: Date) =>
       repo.findAssignmentsDuring(ex, organizationId, start, end),
 
     /** Where each live agent among `ids` works: for attributing usage. */

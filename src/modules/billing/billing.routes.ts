@@ -6,6 +6,8 @@ import {
   BillingQuery,
   BillingResponse,
   type BillingService,
+  PlatformSummaryQuery,
+  PlatformSummaryResponse,
   SummaryQuery,
   SummaryResponse,
 } from './billing.service.js';
@@ -40,6 +42,18 @@ export const billingRoutes =
         },
       },
       async (req) => billing.billing(req.ctx, req.params.id, req.query),
+    );
+    app.get(
+      '/api/billing-summary',
+      {
+        schema: {
+          tags,
+          summary: 'Operator: the whole platform’s month, per currency',
+          querystring: PlatformSummaryQuery,
+          response: { 200: PlatformSummaryResponse },
+        },
+      },
+      async (req) => billing.platformSummary(req.ctx, req.query),
     );
     app.get(
       '/api/organizations/:id/analytics',

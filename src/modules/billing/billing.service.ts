@@ -66,6 +66,24 @@ export const SummaryResponse = Type.Object({
   ),
 });
 
+export const PlatformSummaryQuery = Type.Object(
+  { month: Type.Optional(MonthString) },
+  { additionalProperties: false },
+);
+
+export const PlatformSummaryResponse = Type.Object({
+  month: Type.String(),
+  organizations: Type.Integer({ description: 'Organizations with usage or billed agents in the month' }),
+  events: Type.Integer(),
+  credits: Type.String(),
+  tokens_in: Type.Integer(),
+  tokens_out: Type.Integer(),
+  by_currency: Type.Array(
+    Type.Object({ currency: Type.String(), revenue: Type.String(), cost: Type.String() }),
+    { description: 'Money is summed per currency, never across currencies' },
+  ),
+});
+
 export const AnalyticsResponse = Type.Object({
   organization_id: Type.String(),
   from: Type.String(),
@@ -248,6 +266,78 @@ export function createBillingService(deps: {
         data.push({ month: month.key, revenue: formatMoney(revenue), agents: billed, ...totalsView(usage) });
       }
       return { organization_id: org.id, currency: org.currency, data };
+    },
+
+    /** GET /api/billing-summary: the whole platform's month (operator), from the roll-ups. */
+    async platformSummary(
+      ctx: RequestContext,
+      query: Static<typeof PlatformSummaryQuery>,
+    ): Promise<Static<typeof PlatformSummaryResponse>> {
+      authorize(ctx, ['billing:read_all'], null);
+      const month = monthOf(query.month ?? monthKey(new Date()));
+      const [usage, assignments] = await Promise.all([
+        sql<UsageTotals & { organization_id: string }>`select organization_id, sum(events)::bigint as events,
+            sum(credits)::bigint as credits, sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out,
+            sum(cost)::bigint as cost
+          from usage_daily where day >= ${dateOf(month.start)}::date and day < ${dateOf(month.end)}::date
+          group by organization_id`.execute(db),
+        agents.assignmentsDuring(db, null, month.start, month.end),
+      ]);
+      const orgIds = [
+        ...new Set([
+          ...usage.rows.map((r) => r.organization_id),
+          ...assignments.map((a) => a.organization_id),
+        ]),
+      ];
+      const orgs = new Map(
+        (orgIds.length
+          ? await db
+              .selectFrom('organizations')
+              .select(['id', 'currency', 'billing_rate_per_agent'])
+              .where('id', 'in', orgIds)
+              .execute()
+          : []
+        ).map((o) => [o.id, o]),
+      );
+      const rates = new Map(
+        (await agents.byIds(db, [...new Set(assignments.map((a) => a.agent_id))])).map((a) => [
+          a.id,
+          a.billing_rate,
+        ]),
+      );
+      const money = new Map<string, { revenue: bigint; cost: bigint }>();
+      const bucket = (currency: string) => {
+        const b = money.get(currency) ?? { revenue: 0n, cost: 0n };
+        money.set(currency, b);
+        return b;
+      };
+      const intervals = new Map<string, Array<{ from: Date; to: Date | null }>>();
+      for (const a of assignments) {
+        const k = `${a.organization_id}\u0000${a.agent_id}`;
+        intervals.set(k, [...(intervals.get(k) ?? []), { from: a.assigned_at, to: a.unassigned_at }]);
+      }
+      for (const [k, list] of intervals) {
+        const [orgId, agentId] = k.split('\u0000') as [string, string];
+        const org = orgs.get(orgId);
+        if (!org) continue;
+        const rate = rates.get(agentId) ?? org.billing_rate_per_agent;
+        bucket(org.currency).revenue += prorate(rate, daysCovered(month, list), month.days);
+      }
+      let total = ZERO;
+      for (const r of usage.rows) {
+        total = add(total, r);
+        const org = orgs.get(r.organization_id);
+        if (org) bucket(org.currency).cost += r.cost;
+      }
+      const { cost: _cost, ...counts } = totalsView(total);
+      return {
+        month: month.key,
+        organizations: orgIds.length,
+        ...counts,
+        by_currency: [...money.entries()]
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .map(([currency, m]) => ({ currency, revenue: formatMoney(m.revenue), cost: formatMoney(m.cost) })),
+      };
     },
 
     /** GET …/analytics: per day usage over a range (default: the last 30 days) and the top agents by credits. */
