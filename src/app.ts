@@ -49,6 +49,8 @@ import {
   type OrganizationLifecycle,
   type OrganizationsService,
 } from './modules/organizations/organizations.service.js';
+import { teamsRoutes } from './modules/teams/teams.routes.js';
+import { createTeamsService, type TeamsService } from './modules/teams/teams.service.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -90,6 +92,7 @@ export interface Services {
   invitations: InvitationsService;
   agents: AgentsService;
   billing: BillingService;
+  teams: TeamsService;
 }
 
 export type App = FastifyInstance & { services: Services };
@@ -149,6 +152,9 @@ async function wireServices(deps: AppDeps): Promise<Services> {
   lifecycle.deleted.push(invitations.onOrganizationDeleted);
   lifecycle.deleting.push(agents.refuseDeletionWithAgents);
   lifecycle.details.push(agents.details);
+  const teams = createTeamsService({ db, audit, organizations });
+  lifecycle.deleted.push(teams.onOrganizationDeleted);
+  lifecycle.details.push(teams.details);
   lifecycle.exports.push(
     members.exportSection,
     ledger.exportSection,
@@ -168,6 +174,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     invitations,
     agents,
     billing: createBillingService({ db, organizations, agents }),
+    teams,
   };
 }
 
@@ -374,6 +381,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(invitationsRoutes(services.invitations));
     await api.register(agentsRoutes(services.agents));
     await api.register(billingRoutes(services.billing));
+    await api.register(teamsRoutes(services.teams));
     api.get(
       '/api/dev/mailbox',
       {

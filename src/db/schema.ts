@@ -70,6 +70,7 @@ export interface Database {
   agents: AgentsTable;
   agent_assignments: AgentAssignmentsTable;
   usage_daily: UsageDailyTable;
+  teams: TeamsTable;
 }
 
 export interface LedgerAccountsTable {
@@ -249,4 +250,17 @@ export interface UsageDailyTable {
   tokens_in: bigint;
   tokens_out: bigint;
   cost: bigint;
+}
+
+export interface TeamsTable {
+  id: string;
+  organization_id: string | null;
+  name: string;
+  description: string | null;
+  monthly_budget: bigint | null;
+  spend_month: ColumnType<string, string | undefined, string>;
+  month_spend: ColumnType<bigint, bigint | undefined, bigint>;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+  deleted_at: Date | null;
 }

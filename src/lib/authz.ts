@@ -11,6 +11,7 @@ export const PERMISSIONS = {
   invitations: ['manage'],
   api_keys: ['read', 'manage'],
   agents: ['read', 'manage'],
+  teams: ['read', 'manage'],
   audit_log: ['read'],
   credits: ['read', 'add', 'deduct', 'transfer', 'settings'],
   usage: ['record', 'read'],
@@ -59,6 +60,8 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'api_keys:read',
     'usage:read',
     'billing:read',
+    'teams:read',
+    'teams:manage',
   ],
   developer: [
     'organization:read',
@@ -70,8 +73,9 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'agents:read',
     'agents:manage',
     'usage:read',
+    'teams:read',
   ],
-  agent: ['organization:read', 'credits:read', 'usage:record', 'agents:read'],
+  agent: ['organization:read', 'credits:read', 'usage:record', 'agents:read', 'teams:read'],
 };
 
 export const API_KEY_SCOPES = ['read', 'write'] as const;
@@ -86,6 +90,9 @@ export const SCOPE_PERMISSIONS: Record<ApiKeyScope, readonly Permission[]> = {
     'credits:read',
     'api_keys:read',
     'agents:read',
+    'usage:read',
+    'billing:read',
+    'teams:read',
   ],
   write: ['usage:record'],
 };

@@ -59,7 +59,8 @@ export type IdPrefix =
   | 'inv'
   | 'key'
   | 'msg'
-  | 'agt';
+  | 'agt'
+  | 'tem';
 
 export function newId(prefix: IdPrefix): string {
   return `${prefix}_${ulid()}`;

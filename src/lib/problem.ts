@@ -28,6 +28,8 @@ export const ErrorCodes = {
   agent_not_in_organization: { status: 409, title: 'The agent works for another organization' },
   insufficient_credits: { status: 402, title: 'Not enough credits' },
   spending_limit_exceeded: { status: 402, title: 'Monthly spending limit reached' },
+  team_budget_exceeded: { status: 402, title: 'The team’s monthly budget is spent' },
+  team_not_in_organization: { status: 409, title: 'The team does not belong to this organization' },
   organization_inactive: { status: 403, title: 'The organization is inactive' },
   hold_not_active: { status: 409, title: 'The hold is no longer active' },
   top_up_not_pending: { status: 409, title: 'The top-up is not pending' },

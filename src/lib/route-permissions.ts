@@ -72,4 +72,13 @@ export const ROUTE_PERMISSIONS: Record<string, RouteRequirement> = {
   'GET /api/organizations/:id/billing': ['billing:read'],
   'GET /api/organizations/:id/analytics': ['usage:read'],
   'GET /api/billing-summary': ['billing:read_all'],
+
+  // Teams: the permission applies to the team's organization; a team without one is the operator's.
+  'POST /api/teams': ['teams:manage'],
+  'GET /api/teams': 'authenticated',
+  'GET /api/teams/:id': ['teams:read'],
+  'PATCH /api/teams/:id': ['teams:manage'],
+  'DELETE /api/teams/:id': ['teams:manage'],
+  'POST /api/teams/:id/assign-org': ['teams:manage'],
+  'POST /api/teams/:id/unassign-org': ['teams:manage'],
 };

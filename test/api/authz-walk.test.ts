@@ -126,6 +126,12 @@ async function bodyFor(op: Operation): Promise<Record<string, unknown> | undefin
       return { description: 'walked' };
     case 'POST /api/agents/{id}/assign-org':
       return { organization_id: orgA };
+    case 'POST /api/teams':
+      return { name: `Team ${rnd()}`, organization_id: orgA };
+    case 'PATCH /api/teams/{id}':
+      return { description: 'walked' };
+    case 'POST /api/teams/{id}/assign-org':
+      return { organization_id: orgA };
     default:
       return op.method === 'POST' || op.method === 'PATCH' ? {} : undefined;
   }
@@ -141,7 +147,9 @@ async function request(op: Operation, token: string) {
         ? freshOrganization
         : op.path.startsWith('/api/agents/')
           ? newAgent
-          : fixtures[name as string];
+          : op.path.startsWith('/api/teams/')
+            ? newTeam
+            : fixtures[name as string];
     if (!make) throw new Error(`no fixture for {${name}} in ${op.path}`);
     url = url.replace(`{${name}}`, await make());
   }
@@ -162,6 +170,16 @@ async function newAgent(): Promise<string> {
       method: 'POST',
       url: '/api/agents',
       payload: { name: 'Walker', organization_id: orgA },
+    })
+  ).json().id;
+}
+
+async function newTeam(): Promise<string> {
+  return (
+    await asOperator({
+      method: 'POST',
+      url: '/api/teams',
+      payload: { name: 'Walkers', organization_id: orgA },
     })
   ).json().id;
 }

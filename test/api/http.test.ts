@@ -369,6 +369,10 @@ describe('documentation', () => {
     '/api/organizations/{id}/billing': ['get'],
     '/api/organizations/{id}/analytics': ['get'],
     '/api/billing-summary': ['get'],
+    '/api/teams': ['get', 'post'],
+    '/api/teams/{id}': ['delete', 'get', 'patch'],
+    '/api/teams/{id}/assign-org': ['post'],
+    '/api/teams/{id}/unassign-org': ['post'],
   };
 
   it('/openapi.json is OpenAPI 3.1.0 and lists every /api route with its methods', async () => {

@@ -115,3 +115,37 @@ export function crossedRechargeThreshold(s: CreditState, before: bigint): boolea
     s.balance < s.autoRechargeThreshold
   );
 }
+
+/** A team's monthly budget as the ledger sees it while its row is locked. */
+export interface TeamState {
+  id: string;
+  organizationId: string | null;
+  monthlyBudget: bigint | null;
+  spendMonth: string;
+  monthSpend: bigint;
+}
+
+/** Whether the team may spend `amount` of `organizationId`'s credits this month. */
+export function checkTeam(
+  t: TeamState | undefined,
+  teamId: string,
+  organizationId: string,
+  amount: bigint,
+  month: string,
+  format: (m: bigint) => string,
+): Refusal | null {
+  if (!t) return { code: 'not_found', detail: `No team "${teamId}"` };
+  if (t.organizationId !== organizationId)
+    return {
+      code: 'team_not_in_organization',
+      detail: `Team "${teamId}" does not spend from this organization`,
+    };
+  if (t.monthlyBudget === null) return null;
+  const spent = t.spendMonth === month ? t.monthSpend : 0n;
+  if (spent + amount > t.monthlyBudget)
+    return {
+      code: 'team_budget_exceeded',
+      detail: `The team's spend this month would reach ${format(spent + amount)}, over its budget of ${format(t.monthlyBudget)}`,
+    };
+  return null;
+}

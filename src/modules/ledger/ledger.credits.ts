@@ -7,7 +7,7 @@ import type { Static } from 'typebox';
 import { type Actor, can, canSee, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
 import { invalidField } from '../../lib/problem.js';
 import { idem, type LedgerContext, ok } from './ledger.context.js';
-import { CREDITS, checkDebit, SYSTEM } from './ledger.core.js';
+import { CREDITS, checkDebit, checkTeam, SYSTEM } from './ledger.core.js';
 import { type Book, refusal } from './ledger.engine.js';
 import type { AddCreditsBody, DeductCreditsBody, TransferBody, UsageBody } from './ledger.schema.js';
 import { fmt, nonNegative, positive, viewTransaction } from './ledger.views.js';
@@ -24,11 +24,18 @@ function debit(
     description: string | null;
     metadata: Record<string, unknown>;
     actor: Actor;
+    teamId?: string | undefined;
   },
 ) {
   const s = book.state(orgId);
-  const refused = checkDebit(s, amount, book.month, true, fmt);
+  const refused =
+    checkDebit(s, amount, book.month, true, fmt) ??
+    (posting.teamId === undefined
+      ? null
+      : checkTeam(book.teams.get(posting.teamId), posting.teamId, orgId, amount, book.month, fmt));
   if (refused) return { refused: refusal(refused.code, refused.detail, requestId) };
+  const team = posting.teamId === undefined ? undefined : book.teams.get(posting.teamId);
+  if (team) book.spendByTeam(team, amount);
   const t = book.post(orgId, {
     type: posting.type,
     amount,
@@ -99,15 +106,27 @@ export function createLedgerCredits({
       const amount = positive('amount', body.amount);
       return submit({
         organizationIds: [org.id],
+        teamIds: body.team_id === undefined ? undefined : [body.team_id],
         requestId: ctx.requestId,
-        idempotency: idem(key, ['credits.deduct', org.id, amount, body.reason ?? null, body.metadata ?? {}]),
+        idempotency: idem(key, [
+          'credits.deduct',
+          org.id,
+          amount,
+          body.reason ?? null,
+          body.metadata ?? {},
+          body.team_id ?? null,
+        ]),
         run: (book) => {
           const r = debit(book, org.id, amount, ctx.requestId, {
             type: 'deduction',
             counter: SYSTEM.adjustments,
             description: body.reason ?? null,
-            metadata: body.metadata ?? {},
+            metadata:
+              body.team_id === undefined
+                ? (body.metadata ?? {})
+                : { ...body.metadata, team_id: body.team_id },
             actor: ctx.actor,
+            teamId: body.team_id,
           });
           return r.refused ?? ok(201, viewTransaction(r.transaction));
         },
@@ -196,6 +215,7 @@ export function createLedgerCredits({
             );
           return engine.submit({
             organizationIds: [e.organization_id],
+            teamIds: e.team_id === undefined ? undefined : [e.team_id],
             requestId: ctx.requestId,
             idempotency: idem(idempotency_key, [
               'usage',
@@ -207,6 +227,7 @@ export function createLedgerCredits({
               content.tokens_out ?? null,
               content.description ?? null,
               content.metadata ?? {},
+              content.team_id ?? null,
             ]),
             run: (book) => {
               if (e.agent_id !== undefined) {
@@ -222,6 +243,7 @@ export function createLedgerCredits({
               }
               const metadata: Record<string, unknown> = { ...(e.metadata ?? {}) };
               if (e.agent_id !== undefined) metadata.agent_id = e.agent_id;
+              if (e.team_id !== undefined) metadata.team_id = e.team_id;
               if (e.tokens_in !== undefined) metadata.tokens_in = e.tokens_in;
               if (e.tokens_out !== undefined) metadata.tokens_out = e.tokens_out;
               if (cost !== undefined) metadata.cost = fmt(cost);
@@ -231,6 +253,7 @@ export function createLedgerCredits({
                 description: e.description ?? null,
                 metadata,
                 actor: ctx.actor,
+                teamId: e.team_id,
               });
               if (r.refused) return r.refused;
               book.countUsage(e.organization_id, e.agent_id, {

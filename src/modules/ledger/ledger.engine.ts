@@ -10,6 +10,7 @@ import {
   crossedRechargeThreshold,
   monthOf,
   recordSpend,
+  type TeamState,
   type TransactionType,
 } from './ledger.core.js';
 import * as repo from './ledger.repo.js';
@@ -24,6 +25,8 @@ export interface OpResult {
 export interface LedgerOp {
   /** The organizations whose `credits` rows this operation locks; the first scopes its idempotency key. */
   organizationIds: string[];
+  /** Teams whose budgets this operation spends from: their rows are locked too. */
+  teamIds?: string[] | undefined;
   idempotency?: { key: string; fingerprint: string } | undefined;
   requestId: string;
   run(book: Book): Promise<OpResult> | OpResult;
@@ -66,10 +69,13 @@ export class Book {
   /** Usage roll-ups per organization, UTC day and agent, written with the batch. */
   readonly usage = new Map<string, repo.UsageRollup>();
 
+  readonly touchedTeams = new Set<TeamState>();
+
   constructor(
     readonly tx: Tx,
     readonly states: Map<string, CreditState>,
     readonly now: Date,
+    readonly teams: Map<string, TeamState> = new Map(),
   ) {
     this.month = monthOf(now);
   }
@@ -99,6 +105,13 @@ export class Book {
     r.tokens_out += BigInt(u.tokensOut);
     r.cost += u.cost;
     this.usage.set(k, r);
+  }
+
+  /** Adds to a team's spend this month (its budget was checked with checkTeam). */
+  spendByTeam(team: TeamState, amount: bigint) {
+    team.monthSpend = (team.spendMonth === this.month ? team.monthSpend : 0n) + amount;
+    team.spendMonth = this.month;
+    this.touchedTeams.add(team);
   }
 
   state(organizationId: string): CreditState {
@@ -195,7 +208,13 @@ export function createLedgerEngine(deps: EngineDeps) {
       const existing = new Map<string, repo.IdempotencyRecord>(
         locked.records.map((r) => [`${r.organization_id}\u0000${r.key}`, r]),
       );
-      const book = new Book(tx, states, new Date());
+      const teamIds = [...new Set(ops.flatMap((o) => o.teamIds ?? []))].sort();
+      const book = new Book(
+        tx,
+        states,
+        new Date(),
+        teamIds.length ? await repo.lockTeams(tx, teamIds) : new Map(),
+      );
       const records: repo.IdempotencyRecord[] = [];
       const results: OpResult[] = [];
       for (const op of ops) {
@@ -251,6 +270,7 @@ export function createLedgerEngine(deps: EngineDeps) {
         transactions: book.transactions,
         records,
         usage: [...book.usage.values()],
+        teams: [...book.touchedTeams],
       });
       // Another process applied one of these keys since we looked: start over, and replay it.
       if (inserted !== records.length) throw new Retry();

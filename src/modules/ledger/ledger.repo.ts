@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Executor } from '../../db/client.js';
-import { CREDITS, type CreditState } from './ledger.core.js';
+import { CREDITS, type CreditState, type TeamState } from './ledger.core.js';
 
 export interface NewTransaction {
   organization_id: string;
@@ -148,6 +148,33 @@ export async function lockAccountsAndFindRecords(
   return { states, records };
 }
 
+/** Locks the teams' rows (in id order, as every writer does) and returns their budget state. */
+export async function lockTeams(db: Executor, ids: string[]): Promise<Map<string, TeamState>> {
+  const { rows } = await sql<{
+    id: string;
+    organization_id: string | null;
+    monthly_budget: bigint | null;
+    spend_month: string;
+    month_spend: bigint;
+  }>`
+    select id, organization_id, monthly_budget, spend_month, month_spend from teams
+    where id = any(${pgArray(ids)}::text[]) and deleted_at is null
+    order by id
+    for update`.execute(db);
+  return new Map(
+    rows.map((r) => [
+      r.id,
+      {
+        id: r.id,
+        organizationId: r.organization_id,
+        monthlyBudget: r.monthly_budget,
+        spendMonth: r.spend_month,
+        monthSpend: r.month_spend,
+      },
+    ]),
+  );
+}
+
 export async function findCreditAccount(
   db: Executor,
   organizationId: string,
@@ -207,8 +234,10 @@ export async function writeBatch(
     transactions: NewTransaction[];
     records: IdempotencyRecord[];
     usage: UsageRollup[];
+    teams: TeamState[];
   },
 ): Promise<number> {
+  const teams = batch.teams;
   const { states, transactions: txs, records } = batch;
   // Sorted, like the account deltas, so concurrent batches take row locks in one order.
   const usage = [...batch.usage].sort((a, b) => {
@@ -270,8 +299,15 @@ export async function writeBatch(
         events = usage_daily.events + excluded.events, credits = usage_daily.credits + excluded.credits,
         tokens_in = usage_daily.tokens_in + excluded.tokens_in, tokens_out = usage_daily.tokens_out + excluded.tokens_out,
         cost = usage_daily.cost + excluded.cost
+      returning 1),
+    team_spend as (
+      update teams t set spend_month = v.spend_month, month_spend = v.month_spend, updated_at = now()
+      from unnest(${col(teams, (x) => x.id)}::text[], ${col(teams, (x) => x.spendMonth)}::text[],
+                  ${col(teams, (x) => x.monthSpend)}::bigint[]) as v(id, spend_month, month_spend)
+      where t.id = v.id
       returning 1)
     select (select count(*) from records) as n, (select count(*) from rollups) as rolled,
+           (select count(*) from team_spend) as teams,
            (select count(*) from credits) + (select count(*) from others) + (select count(*) from transactions) as written`.execute(
     db,
   );

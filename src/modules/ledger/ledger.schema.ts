@@ -31,8 +31,19 @@ export const AddCreditsBody = Type.Object(
   { additionalProperties: false },
 );
 
+const TeamId = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  description: 'The team spending (its monthly budget applies)',
+});
+
 export const DeductCreditsBody = Type.Object(
-  { amount: Amount, reason: Type.Optional(Text(500)), metadata: Type.Optional(Metadata) },
+  {
+    amount: Amount,
+    reason: Type.Optional(Text(500)),
+    metadata: Type.Optional(Metadata),
+    team_id: Type.Optional(TeamId),
+  },
   { additionalProperties: false },
 );
 
@@ -126,6 +137,7 @@ export const UsageEvent = Type.Object(
   {
     organization_id: Type.String({ minLength: 1, maxLength: 100 }),
     agent_id: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    team_id: Type.Optional(TeamId),
     credits: Amount,
     tokens_in: Type.Optional(Type.Integer({ minimum: 0, maximum: 1e15 })),
     tokens_out: Type.Optional(Type.Integer({ minimum: 0, maximum: 1e15 })),

@@ -98,6 +98,7 @@ export const OrganizationDetailResponse = Type.Object({
   sub_organization_count: Type.Integer(),
   member_count: Type.Integer(),
   agent_count: Type.Integer(),
+  team_count: Type.Integer(),
   agents: Type.Array(
     Type.Object({
       id: Type.String(),

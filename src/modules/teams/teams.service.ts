@@ -1,0 +1,286 @@
+import type { Selectable } from 'kysely';
+import { type Static, Type } from 'typebox';
+import type { Db, Executor, Tx } from '../../db/client.js';
+import type { TeamsTable } from '../../db/schema.js';
+import { authorize, can, type RequestContext } from '../../lib/authz.js';
+import { newId } from '../../lib/ids.js';
+import { formatAmount, parseAmount } from '../../lib/money.js';
+import { DEFAULT_LIMIT, decodeCursor, type Page, PageQuery, toPage } from '../../lib/pagination.js';
+import { AppError, invalidField } from '../../lib/problem.js';
+import { type AuditService, diff } from '../audit/audit.service.js';
+import type { OrganizationsService } from '../organizations/organizations.service.js';
+
+type TeamRow = Selectable<TeamsTable>;
+const Nullable = <T extends import('typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Name = Type.String({
+  minLength: 1,
+  maxLength: 200,
+  pattern: '^(?=[\\s\\S]*\\S)[^\\u0000-\\u001F\\u007F]*$',
+  'x-message': 'must not be blank or contain control characters',
+});
+const Budget = Nullable(
+  Type.Union([Type.String({ maxLength: 40 }), Type.Number()], {
+    description: 'Credits per calendar month (UTC); null: no budget',
+  }),
+);
+
+export const CreateTeamBody = Type.Object(
+  {
+    name: Name,
+    description: Type.Optional(
+      Nullable(
+        Type.String({
+          maxLength: 2000,
+          pattern: '^[^\\u0000]*$',
+          'x-message': 'must not contain NUL characters',
+        }),
+      ),
+    ),
+    organization_id: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    monthly_budget: Type.Optional(Budget),
+  },
+  { additionalProperties: false },
+);
+export const UpdateTeamBody = Type.Object(
+  {
+    name: Type.Optional(Name),
+    description: CreateTeamBody.properties.description,
+    monthly_budget: Type.Optional(Budget),
+  },
+  { additionalProperties: false },
+);
+export const ListTeamsQuery = Type.Object(
+  { ...PageQuery, organization_id: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })) },
+  { additionalProperties: false },
+);
+export const TeamResponse = Type.Object({
+  id: Type.String(),
+  organization_id: Nullable(Type.String()),
+  name: Type.String(),
+  description: Nullable(Type.String()),
+  monthly_budget: Nullable(Type.String()),
+  month: Type.String(),
+  month_spend: Type.String(),
+  created_at: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+});
+
+function view(t: TeamRow): Static<typeof TeamResponse> {
+  const month = new Date().toISOString().slice(0, 7);
+  return {
+    id: t.id,
+    organization_id: t.organization_id,
+    name: t.name,
+    description: t.description,
+    monthly_budget: t.monthly_budget === null ? null : formatAmount(t.monthly_budget),
+    month,
+    month_spend: formatAmount(t.spend_month === month ? t.month_spend : 0n),
+    created_at: t.created_at.toISOString(),
+    updated_at: t.updated_at.toISOString(),
+  };
+}
+
+function parseBudget(input: string | number | null | undefined): bigint | null | undefined {
+  if (input === undefined || input === null) return input;
+  const p = parseAmount(input);
+  if (!p.ok) throw invalidField('monthly_budget', p.reason);
+  if (p.micros < 0n) throw invalidField('monthly_budget', 'must not be negative');
+  return p.micros;
+}
+
+/**
+ * Teams: at most one organization each, spending from its credits within an optional monthly
+ * budget that the ledger enforces. A team without an organization is the operator's to manage;
+ * removing a team from its organization, or deleting the organization, keeps the team.
+ */
+export function createTeamsService(deps: {
+  db: Db;
+  audit: AuditService;
+  organizations: OrganizationsService;
+}) {
+  const { db, audit, organizations } = deps;
+
+  async function loadTeam(
+    ex: Executor,
+    ctx: RequestContext,
+    id: string,
+    permission: 'teams:read' | 'teams:manage',
+    forUpdate = false,
+  ) {
+    let q = ex.selectFrom('teams').selectAll().where('id', '=', id).where('deleted_at', 'is', null);
+    if (forUpdate) q = q.forUpdate();
+    const team = await q.executeTakeFirst();
+    if (!team) throw new AppError('not_found', 'No such team');
+    if (team.organization_id === null) {
+      if (ctx.actor.type !== 'operator') throw new AppError('not_found', 'No such team');
+    } else authorize(ctx, [permission], team.organization_id);
+    return team;
+  }
+
+  async function record(
+    tx: Tx,
+    ctx: RequestContext,
+    organizationId: string | null,
+    action: string,
+    teamId: string,
+    changes = {},
+  ) {
+    if (organizationId)
+      await audit.record(tx, ctx, { organizationId, action, targetType: 'team', targetId: teamId, changes });
+  }
+
+  async function setOrganization(ctx: RequestContext, id: string, organizationId: string | null) {
+    return db.transaction().execute(async (tx) => {
+      const team = await loadTeam(tx, ctx, id, 'teams:manage', true);
+      let to: string | null = null;
+      if (organizationId !== null) {
+        const org = await organizations.load(tx, organizationId).catch(() => undefined);
+        if (!org || !can(ctx.actor, ['organization:read'], org.id))
+          throw invalidField('organization_id', 'is not an organization you can see');
+        authorize(ctx, ['teams:manage'], org.id);
+        to = org.id;
+      }
+      if (team.organization_id === to) return view(team);
+      const updated = await tx
+        .updateTable('teams')
+        .set({ organization_id: to, updated_at: new Date() })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      const change = { organization_id: { before: team.organization_id, after: to } };
+      await record(tx, ctx, team.organization_id, 'team.removed', id, change);
+      await record(tx, ctx, to, 'team.assigned', id, change);
+      return view(updated);
+    });
+  }
+
+  return {
+    async create(ctx: RequestContext, body: Static<typeof CreateTeamBody>) {
+      let orgId: string | null = null;
+      if (body.organization_id) {
+        const org = await organizations.load(db, body.organization_id);
+        authorize(ctx, ['teams:manage'], org.id);
+        orgId = org.id;
+      } else if (ctx.actor.type !== 'operator')
+        throw invalidField(
+          'organization_id',
+          'is required (teams without an organization are the operator’s)',
+        );
+      const budget = parseBudget(body.monthly_budget) ?? null;
+      return db.transaction().execute(async (tx) => {
+        const team = await tx
+          .insertInto('teams')
+          .values({
+            id: newId('tem'),
+            organization_id: orgId,
+            name: body.name,
+            description: body.description ?? null,
+            monthly_budget: budget,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await record(
+          tx,
+          ctx,
+          orgId,
+          'team.created',
+          team.id,
+          diff({} as Record<string, unknown>, view(team)),
+        );
+        return view(team);
+      });
+    },
+
+    async list(
+      ctx: RequestContext,
+      query: Static<typeof ListTeamsQuery>,
+    ): Promise<Page<Static<typeof TeamResponse>>> {
+      let q = db.selectFrom('teams').selectAll().where('deleted_at', 'is', null);
+      if (query.organization_id) {
+        const org = await organizations.load(db, query.organization_id);
+        authorize(ctx, ['teams:read'], org.id);
+        q = q.where('organization_id', '=', org.id);
+      } else if (ctx.actor.type !== 'operator') {
+        const visible = ctx.actor.type === 'user' ? [...ctx.actor.roles.keys()] : [ctx.actor.organizationId];
+        const ids = visible.filter((id) => can(ctx.actor, ['teams:read'], id));
+        if (ids.length === 0) return { data: [], next_cursor: null };
+        q = q.where('organization_id', 'in', ids);
+      }
+      const after = decodeCursor(query.cursor);
+      if (after) q = q.where('id', '>', after);
+      const limit = query.limit ?? DEFAULT_LIMIT;
+      return toPage(
+        await q
+          .orderBy('id')
+          .limit(limit + 1)
+          .execute(),
+        limit,
+        (r) => r.id,
+        view,
+      );
+    },
+
+    async get(ctx: RequestContext, id: string) {
+      return view(await loadTeam(db, ctx, id, 'teams:read'));
+    },
+
+    async update(ctx: RequestContext, id: string, body: Static<typeof UpdateTeamBody>) {
+      const budget = parseBudget(body.monthly_budget);
+      return db.transaction().execute(async (tx) => {
+        const team = await loadTeam(tx, ctx, id, 'teams:manage', true);
+        const patch: Partial<Pick<TeamRow, 'name' | 'description' | 'monthly_budget'>> = {};
+        if (body.name !== undefined) patch.name = body.name;
+        if (body.description !== undefined) patch.description = body.description;
+        if (budget !== undefined) patch.monthly_budget = budget;
+        if (!Object.entries(patch).some(([k, v]) => team[k as keyof TeamRow] !== v)) return view(team);
+        const updated = await tx
+          .updateTable('teams')
+          .set({ ...patch, updated_at: new Date() })
+          .where('id', '=', id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        const changes = diff(view(team), view(updated));
+        delete changes.updated_at;
+        await record(tx, ctx, team.organization_id, 'team.updated', id, changes);
+        return view(updated);
+      });
+    },
+
+    async remove(ctx: RequestContext, id: string) {
+      await db.transaction().execute(async (tx) => {
+        const team = await loadTeam(tx, ctx, id, 'teams:manage', true);
+        await tx
+          .updateTable('teams')
+          .set({ deleted_at: new Date(), updated_at: new Date() })
+          .where('id', '=', id)
+          .execute();
+        await record(tx, ctx, team.organization_id, 'team.deleted', id);
+      });
+    },
+
+    assign: (ctx: RequestContext, id: string, organizationId: string) =>
+      setOrganization(ctx, id, organizationId),
+    unassign: (ctx: RequestContext, id: string) => setOrganization(ctx, id, null),
+
+    /** Deleting an organization removes its teams' association; the teams remain. */
+    async onOrganizationDeleted(tx: Tx, organizationId: string) {
+      await tx
+        .updateTable('teams')
+        .set({ organization_id: null, updated_at: new Date() })
+        .where('organization_id', '=', organizationId)
+        .execute();
+    },
+
+    async details(ex: Executor, organizationId: string) {
+      const r = await ex
+        .selectFrom('teams')
+        .select((eb) => eb.fn.countAll<bigint>().as('n'))
+        .where('organization_id', '=', organizationId)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirstOrThrow();
+      return { team_count: Number(r.n) };
+    },
+  };
+}
+
+export type TeamsService = ReturnType<typeof createTeamsService>;
