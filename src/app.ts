@@ -108,6 +108,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     deleted: [],
     deleting: [],
     details: [],
+    counts: [],
     exports: [],
   };
   const organizations = createOrganizationsService({ db, audit, lifecycle, listen: deps.db.listen });
@@ -155,6 +156,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
   const teams = createTeamsService({ db, audit, organizations });
   lifecycle.deleted.push(teams.onOrganizationDeleted);
   lifecycle.details.push(teams.details);
+  lifecycle.counts.push(members.listCounts, agents.listCounts, teams.listCounts);
   lifecycle.exports.push(
     members.exportSection,
     ledger.exportSection,

@@ -159,3 +159,27 @@ describe('teams', () => {
     ]);
   });
 });
+
+describe('the organization list', () => {
+  it('shows each organization’s member, agent and team counts', async () => {
+    const o = (
+      await t.call({ method: 'POST', url: '/api/organizations', payload: { name: 'Countable Unique Co' } })
+    ).json();
+    await t.call({ method: 'POST', url: '/api/agents', payload: { name: 'One', organization_id: o.id } });
+    await t.call({ method: 'POST', url: '/api/agents', payload: { name: 'Two', organization_id: o.id } });
+    await team({ organization_id: o.id });
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-up/email',
+      payload: { email: `count-${++n}@teams.test`, password: 'long-enough-1', name: 'Counter' },
+    });
+    await t.call({
+      method: 'POST',
+      url: `/api/organizations/${o.id}/members`,
+      payload: { email: res.json().user.email, role: 'agent' },
+    });
+    const list = (await t.call({ method: 'GET', url: '/api/organizations?q=countable%20unique' })).json();
+    expect(list.data).toHaveLength(1);
+    expect(list.data[0]).toMatchObject({ id: o.id, member_count: 1, agent_count: 2, team_count: 1 });
+  });
+});

@@ -1,5 +1,6 @@
 import type { Static } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
+import { countsAs } from '../../db/counts.js';
 import { authorize, can, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { formatMoney, parseAmount } from '../../lib/money.js';
@@ -241,6 +242,9 @@ export function createAgentsService(deps: {
     /** Assignment intervals in the organization overlapping [start, end), for pro-rated billing. */
     assignmentsDuring: (ex: Executor, organizationId: string | null, start: Date, end: Date) =>
       repo.findAssignmentsDuring(ex, organizationId, start, end),
+
+    /** agent_count of each organization on a list page. */
+    listCounts: countsAs('agent_count', 'agents'),
 
     /** Where each live agent among `ids` works: for attributing usage. */
     organizationsOf: (ids: string[]) => repo.findAgentOrganizations(db, ids),

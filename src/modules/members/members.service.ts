@@ -1,5 +1,6 @@
 import type { Static } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
+import { countsAs } from '../../db/counts.js';
 import { authorize, can, type RequestContext, type Role } from '../../lib/authz.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
@@ -90,6 +91,9 @@ export function createMembersService(deps: {
     },
 
     onOrganizationDeleted: (tx: Tx, organizationId: string) => repo.deleteMembersOf(tx, organizationId),
+
+    /** member_count of each organization on a list page. */
+    listCounts: countsAs('member_count', 'members'),
 
     countMembers: (tx: Db | Tx, organizationId: string) => repo.countMembers(tx, organizationId),
 

@@ -111,4 +111,11 @@ export const OrganizationDetailResponse = Type.Object({
   ),
 });
 
-export const OrganizationListResponse = PageResponse(OrganizationResponse);
+export const OrganizationListItemResponse = Type.Object({
+  ...OrganizationResponse.properties,
+  member_count: Type.Integer(),
+  agent_count: Type.Integer(),
+  team_count: Type.Integer(),
+});
+
+export const OrganizationListResponse = PageResponse(OrganizationListItemResponse);

@@ -13,12 +13,14 @@ import type {
   CreateOrganizationBody,
   ListOrganizationsQuery,
   OrganizationDetailResponse,
+  OrganizationListItemResponse,
   OrganizationResponse,
   UpdateOrganizationBody,
 } from './organizations.schema.js';
 
 export type OrganizationView = Static<typeof OrganizationResponse>;
 export type OrganizationDetail = Static<typeof OrganizationDetailResponse>;
+type OrganizationListItem = Static<typeof OrganizationListItemResponse>;
 type CreateInput = Static<typeof CreateOrganizationBody>;
 type UpdateInput = Static<typeof UpdateOrganizationBody>;
 
@@ -91,6 +93,8 @@ export interface OrganizationLifecycle {
   deleting: Array<(tx: Tx, organizationId: string) => Promise<void>>;
   /** Extra fields for the detail view (member_count, agents, ...), from the modules that own them. */
   details: Array<(db: Executor, organizationId: string) => Promise<Record<string, unknown>>>;
+  /** Counts shown in list rows (members, agents, teams), one query per contributor for a whole page. */
+  counts: Array<(db: Executor, organizationIds: string[]) => Promise<Map<string, Record<string, number>>>>;
   /** Sections of the export document (members, ledger, keys, ...), from the modules that own them. */
   exports: Array<(db: Executor, organizationId: string) => Promise<Record<string, unknown>>>;
 }
@@ -136,6 +140,7 @@ export function createOrganizationsService(deps: {
     deleted: [],
     deleting: [],
     details: [],
+    counts: [],
     exports: [],
   };
 
@@ -247,7 +252,7 @@ export function createOrganizationsService(deps: {
     async list(
       ctx: RequestContext,
       query: Static<typeof ListOrganizationsQuery>,
-    ): Promise<Page<OrganizationView>> {
+    ): Promise<Page<OrganizationListItem>> {
       // Everyone lists what they can see: no permission beyond that.
       const limit = query.limit ?? DEFAULT_LIMIT;
       const rows = await repo.findOrganizations(db, {
@@ -257,7 +262,19 @@ export function createOrganizationsService(deps: {
         beforeId: decodeCursor(query.cursor),
         limit: limit + 1,
       });
-      return toPage(rows, limit, (r) => r.id, toView);
+      const page = toPage(rows, limit, (r) => r.id, toView);
+      const ids = page.data.map((o) => o.id);
+      const counts = await Promise.all(lifecycle.counts.map((c) => c(db, ids)));
+      return {
+        ...page,
+        data: page.data.map((o) => ({
+          ...o,
+          member_count: 0,
+          agent_count: 0,
+          team_count: 0,
+          ...Object.assign({}, ...counts.map((m) => m.get(o.id) ?? {})),
+        })),
+      };
     },
 
     async get(ctx: RequestContext, idOrSlug: string): Promise<OrganizationDetail> {

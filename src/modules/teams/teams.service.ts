@@ -1,6 +1,7 @@
 import type { Selectable } from 'kysely';
 import { type Static, Type } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
+import { countsAs } from '../../db/counts.js';
 import type { TeamsTable } from '../../db/schema.js';
 import { authorize, can, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
@@ -261,6 +262,9 @@ export function createTeamsService(deps: {
     assign: (ctx: RequestContext, id: string, organizationId: string) =>
       setOrganization(ctx, id, organizationId),
     unassign: (ctx: RequestContext, id: string) => setOrganization(ctx, id, null),
+
+    /** team_count of each organization on a list page. */
+    listCounts: countsAs('team_count', 'teams'),
 
     /** Deleting an organization removes its teams' association; the teams remain. */
     async onOrganizationDeleted(tx: Tx, organizationId: string) {
