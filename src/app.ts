@@ -18,7 +18,7 @@ import {
 import { AppError } from './lib/problem.js';
 import { ROUTE_PERMISSIONS } from './lib/route-permissions.js';
 import { agentsRoutes } from './modules/agents/agents.routes.js';
-import { type AgentsService, createAgentsService } from './modules/agents/agents.service.js';
+import { type AgentHooks, type AgentsService, createAgentsService } from './modules/agents/agents.service.js';
 import { apiKeysRoutes } from './modules/api-keys/api-keys.routes.js';
 import {
   type ApiKeysService,
@@ -112,7 +112,8 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     exports: [],
   };
   const organizations = createOrganizationsService({ db, audit, lifecycle, listen: deps.db.listen });
-  const agents = createAgentsService({ db, audit, organizations });
+  const agentHooks: AgentHooks = { moved: [], deleted: [] };
+  const agents = createAgentsService({ db, audit, organizations, hooks: agentHooks });
   const ledger = createLedgerService({
     db,
     organizations,
@@ -124,7 +125,9 @@ async function wireServices(deps: AppDeps): Promise<Services> {
   });
   const members = createMembersService({ db, audit, organizations });
   lifecycle.created.push(ledger.openAccount, members.onOrganizationCreated);
-  const apiKeys = createApiKeysService({ db: deps.db, audit, organizations });
+  const apiKeys = createApiKeysService({ db: deps.db, audit, organizations, agents });
+  agentHooks.moved.push(apiKeys.onAgentMoved);
+  agentHooks.deleted.push(apiKeys.onAgentDeleted);
   lifecycle.deleted.push(members.onOrganizationDeleted, apiKeys.onOrganizationDeleted);
   lifecycle.details.push(async (ex, id) => ({ member_count: await members.countMembers(ex, id) }));
   const auth = createAuthService({

@@ -205,6 +205,7 @@ export interface ApiKeysTable {
   prefix: string;
   key_hash: string;
   scopes: string[];
+  agent_id: ColumnType<string | null, string | null | undefined, string | null>;
   created_by: string | null;
   expires_at: Date | null;
   last_used_at: Date | null;

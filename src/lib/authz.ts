@@ -106,7 +106,14 @@ export type Actor =
       /** Role per organization the user belongs to. */
       roles: ReadonlyMap<string, Role>;
     }
-  | { type: 'api_key'; id: string; organizationId: string; scopes: readonly ApiKeyScope[] };
+  | {
+      type: 'api_key';
+      id: string;
+      organizationId: string;
+      scopes: readonly ApiKeyScope[];
+      /** Set for an agent's own key: usage it records is that agent's. */
+      agentId?: string | undefined;
+    };
 
 export interface RequestContext {
   actor: Actor;

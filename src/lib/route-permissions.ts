@@ -67,6 +67,7 @@ export const ROUTE_PERMISSIONS: Record<string, RouteRequirement> = {
   'DELETE /api/agents/:id': ['agents:manage'],
   'POST /api/agents/:id/assign-org': ['agents:manage'],
   'POST /api/agents/:id/unassign-org': ['agents:manage'],
+  'POST /api/agents/:id/api-keys': ['agents:manage', 'api_keys:manage'],
 
   'GET /api/organizations/:id/billing-summary': ['billing:read'],
   'GET /api/organizations/:id/billing': ['billing:read'],

@@ -282,3 +282,81 @@ describe('usage attributed to agents', () => {
     expect(resumed.json().results[0].status).toBe('applied');
   });
 });
+
+describe('an agent’s own key', () => {
+  it('records usage as that agent, follows it between organizations, and dies with it', async () => {
+    const home = await org();
+    const next = await org();
+    for (const o of [home, next])
+      await t.call({
+        method: 'POST',
+        url: `/api/organizations/${o.id}/credits/add`,
+        payload: { amount: '10' },
+      });
+    const a = await agent({ organization_id: home.id });
+    const created = await t.call({
+      method: 'POST',
+      url: `/api/agents/${a.id}/api-keys`,
+      payload: { name: 'runner' },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    expect(created.json()).toMatchObject({ agent_id: a.id, organization_id: home.id, scopes: ['write'] });
+    const key = created.json().key as string;
+    const as = (opts: InjectOptions) =>
+      t.app.inject({ ...opts, headers: { authorization: `Bearer ${key}` } });
+    const use = (orgId: string, extra: Record<string, unknown> = {}) =>
+      as({
+        method: 'POST',
+        url: '/api/usage',
+        payload: {
+          events: [{ organization_id: orgId, credits: '1', idempotency_key: `k-${++n}`, ...extra }],
+        },
+      });
+
+    const first = (await use(home.id)).json().results[0];
+    expect(first.status).toBe('applied');
+    const txs = (await get(`/api/organizations/${home.id}/transactions?type=usage`)).json().data;
+    expect(txs[0].metadata.agent_id).toBe(a.id);
+    const impostor = await use(home.id, { agent_id: 'agt_00000000000000000000000001' });
+    expect(impostor.statusCode).toBe(400);
+    expect(impostor.json().errors[0].field).toBe('events.0.agent_id');
+    expect((await use(next.id)).json().results[0].code).toBe('not_found');
+
+    await t.call({
+      method: 'POST',
+      url: `/api/agents/${a.id}/assign-org`,
+      payload: { organization_id: next.id },
+    });
+    expect((await use(next.id)).json().results[0].status).toBe('applied');
+    expect((await use(home.id)).json().results[0].code).toBe('not_found');
+    expect((await as({ method: 'GET', url: '/api/organization' })).json().id).toBe(next.id);
+
+    await t.call({ method: 'DELETE', url: `/api/agents/${a.id}` });
+    expect((await use(next.id)).statusCode).toBe(401);
+  });
+
+  it('keeps metadata from contradicting the event', async () => {
+    const o = await org();
+    await t.call({
+      method: 'POST',
+      url: `/api/organizations/${o.id}/credits/add`,
+      payload: { amount: '10' },
+    });
+    await t.call({
+      method: 'POST',
+      url: '/api/usage',
+      payload: {
+        events: [
+          {
+            organization_id: o.id,
+            credits: '1',
+            idempotency_key: `m-${++n}`,
+            metadata: { agent_id: 'agt_fake', tokens_in: 999, cost: '7', note: 'kept' },
+          },
+        ],
+      },
+    });
+    const tx = (await get(`/api/organizations/${o.id}/transactions?type=usage`)).json().data[0];
+    expect(tx.metadata).toEqual({ note: 'kept' });
+  });
+});

@@ -128,6 +128,8 @@ async function bodyFor(op: Operation): Promise<Record<string, unknown> | undefin
       return { organization_id: orgA };
     case 'POST /api/teams':
       return { name: `Team ${rnd()}`, organization_id: orgA };
+    case 'POST /api/agents/{id}/api-keys':
+      return { name: 'agent key' };
     case 'PATCH /api/teams/{id}':
       return { description: 'walked' };
     case 'POST /api/teams/{id}/assign-org':

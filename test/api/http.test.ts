@@ -365,6 +365,7 @@ describe('documentation', () => {
     '/api/agents/{id}': ['delete', 'get', 'patch'],
     '/api/agents/{id}/assign-org': ['post'],
     '/api/agents/{id}/unassign-org': ['post'],
+    '/api/agents/{id}/api-keys': ['post'],
     '/api/organizations/{id}/billing-summary': ['get'],
     '/api/organizations/{id}/billing': ['get'],
     '/api/organizations/{id}/analytics': ['get'],

@@ -1037,6 +1037,7 @@ describe('people, organizations, members and API keys', () => {
       const [entry] = list.json().data as Array<Record<string, unknown>>;
       expect(Object.keys(entry ?? {}).sort()).toEqual(
         [
+          'agent_id',
           'created_at',
           'expires_at',
           'id',

@@ -46,12 +46,20 @@ function view(a: repo.AgentRow, org: Org): AgentView {
  * assignment history has exactly one open interval while it exists. Effective rate = its own
  * billing_rate, else its organization's billing_rate_per_agent.
  */
+/** What other modules keep per agent and must follow it (its API keys), run in the same transaction. */
+export interface AgentHooks {
+  moved: Array<(tx: Tx, agentId: string, organizationId: string) => Promise<void>>;
+  deleted: Array<(tx: Tx, agentId: string) => Promise<void>>;
+}
+
 export function createAgentsService(deps: {
   db: Db;
   audit: AuditService;
   organizations: OrganizationsService;
+  hooks?: AgentHooks;
 }) {
   const { db, audit, organizations } = deps;
+  const hooks: AgentHooks = deps.hooks ?? { moved: [], deleted: [] };
 
   async function loadAgent(
     ex: Executor,
@@ -89,6 +97,7 @@ export function createAgentsService(deps: {
     if (agent.organization_id === to.id) return view(agent, to);
     const moved = await repo.updateAgent(tx, agent.id, { organization_id: to.id });
     await repo.moveAssignment(tx, agent.id, moved.updated_at, to.id);
+    for (const hook of hooks.moved) await hook(tx, agent.id, to.id);
     const change = { organization_id: { before: agent.organization_id, after: to.id } };
     await record(tx, ctx, agent.organization_id, 'agent.moved_out', agent.id, change);
     await record(tx, ctx, to.id, 'agent.assigned', agent.id, change);
@@ -144,6 +153,9 @@ export function createAgentsService(deps: {
       return { data: await withOrgs(db, page.data), next_cursor: page.next_cursor };
     },
 
+    /** The agent, once the caller holds agents:manage in its organization. */
+    authorizeManage: (ctx: RequestContext, id: string) => loadAgent(db, ctx, id, 'agents:manage'),
+
     async get(ctx: RequestContext, id: string): Promise<AgentView> {
       const agent = await loadAgent(db, ctx, id, 'agents:read');
       return view(agent, await organizations.load(db, agent.organization_id));
@@ -184,6 +196,7 @@ export function createAgentsService(deps: {
         const at = new Date();
         await repo.updateAgent(tx, id, { deleted_at: at });
         await repo.moveAssignment(tx, id, at, null);
+        for (const hook of hooks.deleted) await hook(tx, id);
         await record(tx, ctx, agent.organization_id, 'agent.deleted', id);
       });
     },

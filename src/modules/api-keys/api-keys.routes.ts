@@ -4,6 +4,7 @@ import { OrganizationParams } from '../organizations/organizations.schema.js';
 import {
   ApiKeyResponse,
   type ApiKeysService,
+  CreateAgentKeyBody,
   CreateApiKeyBody,
   CreatedApiKeyResponse,
 } from './api-keys.service.js';
@@ -37,6 +38,21 @@ export const apiKeysRoutes =
         },
       },
       async (req) => keys.list(req.ctx, req.params.id),
+    );
+    app.post(
+      '/api/agents/:id/api-keys',
+      {
+        schema: {
+          tags,
+          summary:
+            'Create an agent’s own key: it records usage as that agent, in whichever organization the agent works for',
+          params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) }),
+          body: CreateAgentKeyBody,
+          response: { 201: CreatedApiKeyResponse },
+        },
+      },
+      async (req, reply) =>
+        reply.status(201).send(await keys.createForAgent(req.ctx, req.params.id, req.body)),
     );
     app.delete(
       '/api/organizations/:id/api-keys/:keyId',

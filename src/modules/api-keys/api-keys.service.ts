@@ -49,7 +49,13 @@ export const ApiKeyResponse = Type.Object({
   expires_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   last_used_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   revoked_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  agent_id: Type.Union([Type.String(), Type.Null()], { description: 'Set for an agent’s own key' }),
 });
+
+export const CreateAgentKeyBody = Type.Object(
+  { name: CreateApiKeyBody.properties.name, expires_at: CreateApiKeyBody.properties.expires_at },
+  { additionalProperties: false },
+);
 
 export const CreatedApiKeyResponse = Type.Object({
   ...ApiKeyResponse.properties,
@@ -69,6 +75,7 @@ function view(k: KeyRow): Static<typeof ApiKeyResponse> {
     expires_at: k.expires_at?.toISOString() ?? null,
     last_used_at: k.last_used_at?.toISOString() ?? null,
     revoked_at: k.revoked_at?.toISOString() ?? null,
+    agent_id: k.agent_id,
   };
 }
 
@@ -83,6 +90,8 @@ export function createApiKeysService(deps: {
   db: DbHandle;
   audit: AuditService;
   organizations: OrganizationsService;
+  /** The agent, once the caller may manage it (404 or 403 if not). */
+  agents: { authorizeManage(ctx: RequestContext, agentId: string): Promise<{ organization_id: string }> };
 }) {
   const db: Db = deps.db.db;
   const cache = new Map<string, { row: KeyRow | undefined; at: number }>();
@@ -107,6 +116,50 @@ export function createApiKeysService(deps: {
         .execute();
       await sql`select pg_notify(${CHANNEL}, ${r.prefix})`.execute(tx);
     }
+  }
+
+  async function issue(
+    ctx: RequestContext,
+    organizationId: string,
+    opts: { name: string; scopes: ApiKeyScope[]; expiresAt: string | undefined; agentId: string | null },
+  ) {
+    const expires = opts.expiresAt ? new Date(opts.expiresAt) : null;
+    if (expires && expires <= new Date()) throw invalidField('expires_at', 'must be in the future');
+    const prefix = randomBytes(9)
+      .toString('base64url')
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, '0')
+      .slice(0, 12);
+    const key = `${KEY_PREFIX}${prefix}_${randomBytes(32).toString('base64url')}`;
+    return db.transaction().execute(async (tx) => {
+      const row = await tx
+        .insertInto('api_keys')
+        .values({
+          organization_id: organizationId,
+          id: newId('key'),
+          name: opts.name,
+          prefix,
+          key_hash: sha256(key),
+          scopes: opts.scopes,
+          created_by: ctx.actor.id,
+          expires_at: expires,
+          agent_id: opts.agentId,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await deps.audit.record(tx, ctx, {
+        organizationId,
+        action: 'api_key.created',
+        targetType: 'api_key',
+        targetId: row.id,
+        changes: {
+          name: { before: null, after: row.name },
+          scopes: { before: null, after: row.scopes },
+          ...(opts.agentId ? { agent_id: { before: null, after: opts.agentId } } : {}),
+        },
+      });
+      return { ...view(row), key };
+    });
   }
 
   return {
@@ -143,44 +196,63 @@ export function createApiKeysService(deps: {
         id: row.id,
         organizationId: row.organization_id,
         scopes: row.scopes as ApiKeyScope[],
+        agentId: row.agent_id ?? undefined,
       };
     },
 
     async create(ctx: RequestContext, idOrSlug: string, body: Static<typeof CreateApiKeyBody>) {
       const org = await deps.organizations.load(db, idOrSlug);
       authorize(ctx, ['api_keys:manage'], org.id);
-      const expires = body.expires_at ? new Date(body.expires_at) : null;
-      if (expires && expires <= new Date()) throw invalidField('expires_at', 'must be in the future');
-      const prefix = randomBytes(9)
-        .toString('base64url')
-        .toLowerCase()
-        .replace(/[^a-z0-9]/g, '0')
-        .slice(0, 12);
-      const key = `${KEY_PREFIX}${prefix}_${randomBytes(32).toString('base64url')}`;
-      return db.transaction().execute(async (tx) => {
-        const row = await tx
-          .insertInto('api_keys')
-          .values({
-            organization_id: org.id,
-            id: newId('key'),
-            name: body.name,
-            prefix,
-            key_hash: sha256(key),
-            scopes: body.scopes,
-            created_by: ctx.actor.id,
-            expires_at: expires,
-          })
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        await deps.audit.record(tx, ctx, {
-          organizationId: org.id,
-          action: 'api_key.created',
-          targetType: 'api_key',
-          targetId: row.id,
-          changes: { name: { before: null, after: row.name }, scopes: { before: null, after: row.scopes } },
-        });
-        return { ...view(row), key };
+      return issue(ctx, org.id, {
+        name: body.name,
+        scopes: body.scopes,
+        expiresAt: body.expires_at,
+        agentId: null,
       });
+    },
+
+    /**
+     * An agent's own key: it records usage as that agent and reads its organization, whichever
+     * organization the agent works for at the time.
+     */
+    async createForAgent(ctx: RequestContext, agentId: string, body: Static<typeof CreateAgentKeyBody>) {
+      const agent = await deps.agents.authorizeManage(ctx, agentId);
+      authorize(ctx, ['api_keys:manage'], agent.organization_id);
+      return issue(ctx, agent.organization_id, {
+        name: body.name,
+        scopes: ['write'],
+        expiresAt: body.expires_at,
+        agentId,
+      });
+    },
+
+    /** The agent moved: its keys follow it (and every process forgets them). */
+    async onAgentMoved(tx: Tx, agentId: string, organizationId: string) {
+      const rows = await tx
+        .selectFrom('api_keys')
+        .select(['prefix'])
+        .where('agent_id', '=', agentId)
+        .execute();
+      await tx
+        .updateTable('api_keys')
+        .set({ organization_id: organizationId })
+        .where('agent_id', '=', agentId)
+        .execute();
+      // Every process, this one included, drops these keys when the NOTIFY arrives after commit.
+      for (const r of rows) await sql`select pg_notify(${CHANNEL}, ${r.prefix})`.execute(tx);
+      for (const r of rows) cache.delete(r.prefix);
+    },
+
+    /** The agent was deleted: so are its keys' rights. */
+    async onAgentDeleted(tx: Tx, agentId: string) {
+      const rows = await tx
+        .selectFrom('api_keys')
+        .select(['organization_id', 'id', 'prefix'])
+        .where('agent_id', '=', agentId)
+        .where('revoked_at', 'is', null)
+        .execute();
+      await revokeIn(tx, rows);
+      for (const r of rows) cache.delete(r.prefix);
     },
 
     async list(ctx: RequestContext, idOrSlug: string) {

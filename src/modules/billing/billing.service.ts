@@ -9,7 +9,8 @@ import type { OrganizationsService } from '../organizations/organizations.servic
 import { daysCovered, type Month, monthKey, monthOf, monthsBetween, prorate } from './billing.logic.js';
 
 const MonthString = Type.String({
-  pattern: '^\\d{4}-(0[1-9]|1[0-2])$',
+  // Years from 1000: Date.UTC reads years 0-99 as 1900-1999.
+  pattern: '^[1-9]\\d{3}-(0[1-9]|1[0-2])$',
   'x-message': 'must be a month such as 2026-11',
 });
 const DayString = Type.String({ format: 'date' });

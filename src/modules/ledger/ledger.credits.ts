@@ -193,16 +193,24 @@ export function createLedgerCredits({
      */
     async recordUsage(ctx: RequestContext, body: Static<typeof UsageBody>) {
       // Authorized per event: one batch may span organizations, and each answers on its own.
-      const parsed = body.events.map((e, i) => {
+      // An agent's own key records usage as that agent, and only as that agent.
+      const self = ctx.actor.type === 'api_key' ? ctx.actor.agentId : undefined;
+      if (self) {
+        const other = body.events.findIndex((e) => e.agent_id !== undefined && e.agent_id !== self);
+        if (other >= 0)
+          throw invalidField(`events.${other}.agent_id`, 'an agent’s key records only its own usage');
+      }
+      const events = body.events.map((e) =>
+        self && e.agent_id === undefined ? { ...e, agent_id: self } : e,
+      );
+      const parsed = events.map((e, i) => {
         const credits = positive(`events.${i}.credits`, e.credits);
         const cost = e.cost === undefined ? undefined : nonNegative(`events.${i}.cost`, e.cost);
         return { e, credits, cost };
       });
       // Where each named agent works, read once for the batch: an event is attributed to an agent
       // only in the organization that agent belongs to.
-      const agentIds = [
-        ...new Set(body.events.flatMap((e) => (e.agent_id === undefined ? [] : [e.agent_id]))),
-      ];
+      const agentIds = [...new Set(events.flatMap((e) => (e.agent_id === undefined ? [] : [e.agent_id])))];
       const agentOrg = agentIds.length ? await agentOrganizations(agentIds) : new Map<string, string>();
       const results = await Promise.all(
         parsed.map(({ e, credits, cost }) => {
@@ -241,7 +249,17 @@ export function createLedgerCredits({
                     ctx.requestId,
                   );
               }
-              const metadata: Record<string, unknown> = { ...(e.metadata ?? {}) };
+              // The event's own fields win over look-alikes in its free-form metadata, so the
+              // transaction says exactly what the roll-up counted.
+              const {
+                agent_id: _agent,
+                team_id: _team,
+                tokens_in: _in,
+                tokens_out: _out,
+                cost: _cost,
+                ...free
+              } = e.metadata ?? {};
+              const metadata: Record<string, unknown> = free;
               if (e.agent_id !== undefined) metadata.agent_id = e.agent_id;
               if (e.team_id !== undefined) metadata.team_id = e.team_id;
               if (e.tokens_in !== undefined) metadata.tokens_in = e.tokens_in;
