@@ -122,6 +122,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     // the rest for reads (PGlite has one connection, so one lane).
     lanes: Math.max(1, Math.floor(deps.db.poolSize * 0.6)),
     agentOrganizations: agents.organizationsOf,
+    audit,
   });
   const members = createMembersService({ db, audit, organizations });
   lifecycle.created.push(ledger.openAccount, members.onOrganizationCreated);

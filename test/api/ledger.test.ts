@@ -177,6 +177,14 @@ describe('overdraft and spending limit', () => {
       payload: { monthly_spending_limit: null },
     });
     expect((await deduct(org, '50')).statusCode).toBe(201);
+    const audit = (await t.call({ method: 'GET', url: `/api/organizations/${org}/audit-log` })).json().data;
+    const settings = audit.filter((e: { action: string }) => e.action === 'credits.settings_changed');
+    expect(
+      settings.map((e: { changes: unknown; actor: { type: string } }) => [e.changes, e.actor.type]),
+    ).toEqual([
+      [{ monthly_spending_limit: { before: '10', after: null } }, 'operator'],
+      [{ monthly_spending_limit: { before: null, after: '10' } }, 'operator'],
+    ]);
   });
 
   it.each([

@@ -8,6 +8,7 @@ import type { Executor, Tx } from '../../db/client.js';
 import { authorize, type RequestContext } from '../../lib/authz.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { invalidField } from '../../lib/problem.js';
+import { diff } from '../audit/audit.service.js';
 import type { LedgerContext } from './ledger.context.js';
 import { type CreditState, floorOf, HELD, monthOf, spentThisMonth } from './ledger.core.js';
 import * as repo from './ledger.repo.js';
@@ -33,7 +34,20 @@ function transactionFilter(query: Static<typeof TransactionsQuery>) {
   };
 }
 
-export function createLedgerAccounts({ db, resolve }: LedgerContext) {
+/** The credit policy as the API writes it, for the audit trail. */
+function policyView(s: CreditState): Record<string, unknown> {
+  return {
+    overdraft_enabled: s.overdraftEnabled,
+    overdraft_limit: fmt(s.overdraftLimit),
+    monthly_spending_limit: s.monthlySpendingLimit === null ? null : fmt(s.monthlySpendingLimit),
+    auto_recharge_enabled: s.autoRechargeEnabled,
+    auto_recharge_threshold: fmt(s.autoRechargeThreshold),
+    auto_recharge_amount: fmt(s.autoRechargeAmount),
+    auto_recharge_payment_method: s.autoRechargePaymentMethod,
+  };
+}
+
+export function createLedgerAccounts({ db, resolve, audit }: LedgerContext) {
   async function balance(ctx: RequestContext, idOrSlug: string): Promise<Static<typeof BalanceResponse>> {
     const org = await resolve(ctx, idOrSlug, 'credits:read');
     const [s, held] = await Promise.all([
@@ -119,7 +133,7 @@ export function createLedgerAccounts({ db, resolve }: LedgerContext) {
 
     balance,
 
-    /** Overdraft, monthly spending limit and auto-recharge. Audited with before/after. */
+    /** Overdraft, monthly spending limit and auto-recharge; audited with before/after. */
     async updateSettings(ctx: RequestContext, idOrSlug: string, body: Static<typeof CreditSettingsBody>) {
       const org = await resolve(ctx, idOrSlug, 'credits:settings');
       const policy: repo.CreditPolicy = {};
@@ -145,6 +159,22 @@ export function createLedgerAccounts({ db, resolve }: LedgerContext) {
         if (ar?.enabled && (policy.auto_recharge_amount ?? current?.autoRechargeAmount ?? 0n) <= 0n)
           throw invalidField('auto_recharge.amount', 'is required to enable auto-recharge');
         await repo.updateCreditPolicy(tx, org.id, policy);
+        if (!current) return;
+        const before = policyView(current);
+        const wire = (v: unknown) => (typeof v === 'bigint' ? fmt(v) : v);
+        const after = {
+          ...before,
+          ...Object.fromEntries(Object.entries(policy).map(([k, v]) => [k, wire(v)])),
+        };
+        const changes = diff(before, after);
+        if (Object.keys(changes).length)
+          await audit.record(tx, ctx, {
+            organizationId: org.id,
+            action: 'credits.settings_changed',
+            targetType: 'organization',
+            targetId: org.id,
+            changes,
+          });
       });
       return balance(ctx, org.id);
     },

@@ -4,6 +4,7 @@
  */
 import type { Db } from '../../db/client.js';
 import { authorize, type Permission, type RequestContext } from '../../lib/authz.js';
+import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { fingerprint, type LedgerEngine, type LedgerOp, type OpResult } from './ledger.engine.js';
 import type { PaymentProvider } from './payments.js';
@@ -16,6 +17,8 @@ export interface LedgerContext {
   payments: PaymentProvider;
   /** The one engine: every change to balances goes through it, so per-organization order holds. */
   engine: LedgerEngine;
+  /** The audit trail, written in the transaction of the change it records. */
+  audit: AuditService;
   /** The organization each of these live agents works for. */
   agentOrganizations: (ids: string[]) => Promise<Map<string, string>>;
   /** The organization by id or slug, once the caller holds `permission` on it (404 or 403 if not). */

@@ -1,4 +1,5 @@
 import type { Db } from '../../db/client.js';
+import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { createLedgerAccounts } from './ledger.accounts.js';
 import { createLedgerContext } from './ledger.context.js';
@@ -14,6 +15,7 @@ export interface LedgerDeps {
   payments: PaymentProvider;
   /** Commit lanes for group commit: 1 on PGlite (one connection), a few on PostgreSQL. */
   lanes: number;
+  audit: AuditService;
   /** The organization each of these live agents works for (from the agents service). */
   agentOrganizations: (ids: string[]) => Promise<Map<string, string>>;
 }
@@ -42,6 +44,7 @@ export function createLedgerService(deps: LedgerDeps) {
     organizations,
     payments,
     engine,
+    audit: deps.audit,
     agentOrganizations: deps.agentOrganizations,
   });
   return {
