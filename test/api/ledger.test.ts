@@ -583,3 +583,24 @@ describe.runIf(onPostgres)('two processes on one database', () => {
     }
   });
 });
+
+describe('GET /api/organization/transactions', () => {
+  it('downloads CSV for the key’s organization too', async () => {
+    const org = await newOrg('3');
+    const key = (
+      await t.call({
+        method: 'POST',
+        url: `/api/organizations/${org}/api-keys`,
+        payload: { name: 'csv', scopes: ['read'] },
+      })
+    ).json().key;
+    const res = await t.app.inject({
+      method: 'GET',
+      url: '/api/organization/transactions?format=csv',
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/csv/);
+    expect(res.body.trim().split('\r\n')).toHaveLength(2);
+  });
+});

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
-import { Type } from 'typebox';
+import { type Static, Type } from 'typebox';
+import type { RequestContext } from '../../lib/authz.js';
 import { PageResponse } from '../../lib/pagination.js';
 import { OrganizationParams } from '../organizations/organizations.schema.js';
 import type { OpResult } from './ledger.engine.js';
@@ -31,6 +32,22 @@ function send(reply: FastifyReply, result: OpResult) {
   if (result.status >= 400)
     return reply.status(result.status).type('application/problem+json').send(JSON.stringify(result.body));
   return reply.status(result.status).type('application/json').send(JSON.stringify(result.body));
+}
+
+/** JSON page, or with ?format=csv every matching row as a download. Shared with /api/organization/transactions. */
+export async function sendTransactions(
+  reply: FastifyReply,
+  ledger: LedgerService,
+  ctx: RequestContext,
+  organization: string,
+  query: Static<typeof TransactionsQuery>,
+) {
+  if (query.format !== 'csv') return ledger.transactions(ctx, organization, query);
+  const csv = await ledger.transactionsCsv(ctx, organization, query);
+  return reply
+    .type('text/csv; charset=utf-8')
+    .header('content-disposition', `attachment; filename="${csv.filename}"`)
+    .send(csv.body as never);
 }
 
 const UsageResult = Type.Object({
@@ -139,16 +156,7 @@ export const ledgerRoutes =
           response: { 200: PageResponse(TransactionResponse) },
         },
       },
-      async (req, reply) => {
-        if (req.query.format === 'csv') {
-          const csv = await ledger.transactionsCsv(req.ctx, req.params.id, req.query);
-          return reply
-            .type('text/csv; charset=utf-8')
-            .header('content-disposition', `attachment; filename="${csv.filename}"`)
-            .send(csv.body as never);
-        }
-        return ledger.transactions(req.ctx, req.params.id, req.query);
-      },
+      async (req, reply) => sendTransactions(reply, ledger, req.ctx, req.params.id, req.query),
     );
 
     app.post(

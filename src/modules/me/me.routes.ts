@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { PageResponse } from '../../lib/pagination.js';
+import { sendTransactions } from '../ledger/ledger.routes.js';
 import { BalanceResponse, TransactionResponse, TransactionsQuery } from '../ledger/ledger.schema.js';
 import type { LedgerService } from '../ledger/ledger.service.js';
 import { OrganizationDetailResponse } from '../organizations/organizations.schema.js';
@@ -85,11 +86,12 @@ export const meRoutes =
       {
         schema: {
           tags: implicit,
-          summary: 'The active organization’s transactions',
+          summary: 'The active organization’s transactions (?format=csv downloads them)',
           querystring: TransactionsQuery,
           response: { 200: PageResponse(TransactionResponse) },
         },
       },
-      async (req) => ledger.transactions(req.ctx, await me.activeOrganizationId(req.ctx), req.query),
+      async (req, reply) =>
+        sendTransactions(reply, ledger, req.ctx, await me.activeOrganizationId(req.ctx), req.query),
     );
   };
