@@ -30,7 +30,7 @@ const pct = (n: number) => `${Math.round(n)}%`;
 /** A plain-text table, columns padded; numbers right-aligned. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const numeric = header.map((_, i) => i > 0 && rows.every((r) => /^[\d,.—×%/ +-]*$/.test(r[i] ?? '')));
+  const numeric = header.map((_, i) => i > 0 && rows.every((r) => /^[\d,.—×%/ +*-]*$/.test(r[i] ?? '')));
   const line = (cells: string[]) =>
     cells
       .map((c, i) => (numeric[i] ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)))

@@ -9,17 +9,24 @@
  * balances are checked against the accepted debits, and the ledger's invariants with
  * GET /api/ledger/verify; a mismatch fails the run (exit 1). Missing a target does not.
  *
+ * Then the billing case (bench/billing.ts): billing reads over ten million usage events built in
+ * SQL, from the roll-ups against a naive GROUP BY over the ledger.
+ *
  * Environment: BENCH_DATABASE_URL (PostgreSQL server, default postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_CONNECTIONS (sockets / connections in flight, default 64), BENCH_SECONDS (open-loop
- * window, default 6).
+ * window, default 6); BENCH_BILLING_* (see bench/billing.ts).
+ *
+ * One part only: `npx tsx bench/run.ts --only ledger` or `--only billing` (or BENCH_ONLY=ledger /
+ * BENCH_ONLY=billing); `npm run bench -- --only billing` works too.
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, cpus } from 'node:os';
+import { runBilling } from './billing.js';
 import { cpuMeter } from './cpu.js';
 import { Client } from './http.js';
 import { closedLoop, type Op, openLoop } from './load.js';
 import { OrgbaseTarget } from './orgbase.js';
-import { createScratchDatabase, NaiveLedger, SERVER_URL, serverSettings } from './pg.js';
+import { createScratchDatabase, NaiveLedger, type Scratch, SERVER_URL, serverSettings } from './pg.js';
 import {
   detailTable,
   int,
@@ -42,6 +49,17 @@ function positiveEnv(name: string, fallback: number): number {
   return n;
 }
 
+/** Which parts run: `--only ledger|billing` or BENCH_ONLY; both by default. */
+function parts(): { ledger: boolean; billing: boolean } {
+  const i = process.argv.indexOf('--only');
+  const only = i >= 0 ? process.argv[i + 1] : process.env.BENCH_ONLY || undefined;
+  if (only === undefined) return { ledger: true, billing: true };
+  if (only !== 'ledger' && only !== 'billing')
+    throw new Error(`--only / BENCH_ONLY must be "ledger" or "billing", got "${only}"`);
+  return { ledger: only === 'ledger', billing: only === 'billing' };
+}
+
+const PARTS = parts();
 const CONNECTIONS = positiveEnv('BENCH_CONNECTIONS', 64);
 const OPEN_MS = positiveEnv('BENCH_SECONDS', 6) * 1000;
 const SATURATION_MS = 5000;
@@ -99,6 +117,107 @@ function targets(a: Scenario, b: Scenario, c: Scenario): Target[] {
   ];
 }
 
+/** The ledger scenarios (a), (b), (c) against the naive baseline, with their tables. */
+async function ledgerScenarios(
+  scratch: Scratch,
+  server: Server,
+  token: string,
+  cleanup: Array<() => Promise<unknown> | undefined>,
+) {
+  const client = new Client(server.base, token, CONNECTIONS);
+  cleanup.push(async () => client.close());
+  const naive = new NaiveLedger(scratch.url, CONNECTIONS);
+  cleanup.push(() => naive.close());
+
+  const orgbase = new OrgbaseTarget(client, INITIAL, AMOUNT);
+  const setupStart = Date.now();
+  const [hot] = await orgbase.createOrganizations(1, 'Bench hot');
+  const many = await orgbase.createOrganizations(ORGS, 'Bench spread');
+  await naive.setup(ORGS, INITIAL);
+  log(
+    `Created and funded ${ORGS + 1} organizations and the baseline's ${ORGS} accounts in ${Date.now() - setupStart} ms\n`,
+  );
+
+  const onServer = { serverPid: server.pid, database: scratch.name };
+  const hotOrg = hot as string;
+  const anyOrg = () => many[Math.floor(Math.random() * many.length)] as string;
+  const anyAccount = () => Math.floor(Math.random() * ORGS);
+  const amountMicros = toMicros(AMOUNT);
+  const checkNaive = () => naive.check(INITIAL, amountMicros);
+  const runBaseline = async (label: string, pick: () => number) => {
+    await naive.warm(CONNECTIONS);
+    return measure(
+      label,
+      naive.op(pick, amountMicros),
+      { serverPid: undefined, database: scratch.name },
+      checkNaive,
+    );
+  };
+
+  const a: Scenario = {
+    key: 'a',
+    title: '(a) hot org, 1 event/request',
+    unit: 'debits/s',
+    orgbase: await measure(
+      '(a) orgbase hot org',
+      orgbase.usage(() => hotOrg, 1),
+      onServer,
+      () => orgbase.check([hotOrg]),
+    ),
+    baseline: await runBaseline('(a) baseline hot account', () => 0),
+  };
+  const b: Scenario = {
+    key: 'b',
+    title: '(b) 1,000 orgs, 1 event/request',
+    unit: 'debits/s',
+    orgbase: await measure('(b) orgbase 1,000 orgs', orgbase.usage(anyOrg, 1), onServer, () =>
+      orgbase.check(many),
+    ),
+    baseline: await runBaseline('(b) baseline 1,000 accounts', anyAccount),
+  };
+  const c: Scenario = {
+    key: 'c',
+    title: `(c) 1,000 orgs, ${BATCH} events/request`,
+    unit: 'events/s',
+    orgbase: await measure(`(c) orgbase ${BATCH}-event batches`, orgbase.usage(anyOrg, BATCH), onServer, () =>
+      orgbase.check(many),
+    ),
+    baseline: b.baseline,
+    baselineNote: 'the naive design has no batching: one transaction per event, so its events/s is (b)',
+  };
+  await orgbase.check([hotOrg, ...many]);
+
+  const scenarios = [a, b, c];
+  log('\nResults (ops/s = accepted debits or events per second in the open-loop window at the peak rate;');
+  log('latency per HTTP request, from its scheduled start; baseline = naive SELECT … FOR UPDATE + UPDATE,');
+  log('one transaction per debit, straight to PostgreSQL through pg — see bench/pg.ts)\n');
+  log(summaryTable(scenarios));
+  log(`\n* ${c.baselineNote}`);
+  log(`\n${targetsTable(targets(a, b, c))}`);
+  log(
+    '\nEvery phase (cpu in % of one core: Orgbase server / this load generator / PostgreSQL / anything else on the machine):\n',
+  );
+  log(detailTable(scenarios));
+  const refused = [...orgbase.tally.refused, ...naive.tally.refused];
+  if (refused.length)
+    log(`\nRefused operations (not errors, excluded from ops/s): ${JSON.stringify(refused)}`);
+  log(
+    `\nNote: this machine has ${availableParallelism()} cores, shared by the load generator, the Orgbase server and ` +
+      'PostgreSQL (and, for the baseline, the pg client in this process). Every figure is a lower bound for a ' +
+      'deployment where they run on separate hosts; the cpu column shows what each took.',
+  );
+  const phases = scenarios.flatMap((s) =>
+    [s.orgbase, s.baseline].flatMap((m) => (m ? [m.saturation, m.peak, m.at70] : [])),
+  );
+  const noise = Math.max(0, ...phases.map((p) => p.cpu?.other ?? 0));
+  if (noise > 20)
+    log(
+      `WARNING: other processes took up to ${Math.round(noise)}% of a core during a phase (cpu column, last ` +
+        'figure): the machine was not quiet, so these figures understate both systems. Rerun on an idle machine.',
+    );
+  log('Balances and GET /api/ledger/verify checked after every phase: OK. Targets are informational.');
+}
+
 async function main() {
   const cleanup: Array<() => Promise<unknown> | undefined> = [];
   const runCleanup = async () => {
@@ -116,7 +235,9 @@ async function main() {
     const settings = await serverSettings(scratch.url);
     const token = `bench_${randomBytes(16).toString('hex')}`;
 
-    log(`Orgbase ledger benchmark — database ${scratch.name} on ${new URL(SERVER_URL).host}`);
+    log(
+      `Orgbase benchmark (${PARTS.ledger ? (PARTS.billing ? 'ledger + billing' : 'ledger') : 'billing'}) — database ${scratch.name} on ${new URL(SERVER_URL).host}`,
+    );
     log(
       `PostgreSQL ${settings.server_version}: synchronous_commit=${settings.synchronous_commit}, ` +
         `fsync=${settings.fsync}, wal_sync_method=${settings.wal_sync_method}, commit_delay=${settings.commit_delay}`,
@@ -139,101 +260,8 @@ async function main() {
     const server: Server = await startServer(scratch.url, token);
     cleanup.push(() => server.stop());
     log(`Server pid ${server.pid} at ${server.base} (LOG_LEVEL=warn)`);
-    const client = new Client(server.base, token, CONNECTIONS);
-    cleanup.push(async () => client.close());
-    const naive = new NaiveLedger(scratch.url, CONNECTIONS);
-    cleanup.push(() => naive.close());
-
-    const orgbase = new OrgbaseTarget(client, INITIAL, AMOUNT);
-    const setupStart = Date.now();
-    const [hot] = await orgbase.createOrganizations(1, 'Bench hot');
-    const many = await orgbase.createOrganizations(ORGS, 'Bench spread');
-    await naive.setup(ORGS, INITIAL);
-    log(
-      `Created and funded ${ORGS + 1} organizations and the baseline's ${ORGS} accounts in ${Date.now() - setupStart} ms\n`,
-    );
-
-    const onServer = { serverPid: server.pid, database: scratch.name };
-    const hotOrg = hot as string;
-    const anyOrg = () => many[Math.floor(Math.random() * many.length)] as string;
-    const anyAccount = () => Math.floor(Math.random() * ORGS);
-    const amountMicros = toMicros(AMOUNT);
-    const checkNaive = () => naive.check(INITIAL, amountMicros);
-    const runBaseline = async (label: string, pick: () => number) => {
-      await naive.warm(CONNECTIONS);
-      return measure(
-        label,
-        naive.op(pick, amountMicros),
-        { serverPid: undefined, database: scratch.name },
-        checkNaive,
-      );
-    };
-
-    const a: Scenario = {
-      key: 'a',
-      title: '(a) hot org, 1 event/request',
-      unit: 'debits/s',
-      orgbase: await measure(
-        '(a) orgbase hot org',
-        orgbase.usage(() => hotOrg, 1),
-        onServer,
-        () => orgbase.check([hotOrg]),
-      ),
-      baseline: await runBaseline('(a) baseline hot account', () => 0),
-    };
-    const b: Scenario = {
-      key: 'b',
-      title: '(b) 1,000 orgs, 1 event/request',
-      unit: 'debits/s',
-      orgbase: await measure('(b) orgbase 1,000 orgs', orgbase.usage(anyOrg, 1), onServer, () =>
-        orgbase.check(many),
-      ),
-      baseline: await runBaseline('(b) baseline 1,000 accounts', anyAccount),
-    };
-    const c: Scenario = {
-      key: 'c',
-      title: `(c) 1,000 orgs, ${BATCH} events/request`,
-      unit: 'events/s',
-      orgbase: await measure(
-        `(c) orgbase ${BATCH}-event batches`,
-        orgbase.usage(anyOrg, BATCH),
-        onServer,
-        () => orgbase.check(many),
-      ),
-      baseline: b.baseline,
-      baselineNote: 'the naive design has no batching: one transaction per event, so its events/s is (b)',
-    };
-    await orgbase.check([hotOrg, ...many]);
-
-    const scenarios = [a, b, c];
-    log('\nResults (ops/s = accepted debits or events per second in the open-loop window at the peak rate;');
-    log('latency per HTTP request, from its scheduled start; baseline = naive SELECT … FOR UPDATE + UPDATE,');
-    log('one transaction per debit, straight to PostgreSQL through pg — see bench/pg.ts)\n');
-    log(summaryTable(scenarios));
-    log(`\n* ${c.baselineNote}`);
-    log(`\n${targetsTable(targets(a, b, c))}`);
-    log(
-      '\nEvery phase (cpu in % of one core: Orgbase server / this load generator / PostgreSQL / anything else on the machine):\n',
-    );
-    log(detailTable(scenarios));
-    const refused = [...orgbase.tally.refused, ...naive.tally.refused];
-    if (refused.length)
-      log(`\nRefused operations (not errors, excluded from ops/s): ${JSON.stringify(refused)}`);
-    log(
-      `\nNote: this machine has ${availableParallelism()} cores, shared by the load generator, the Orgbase server and ` +
-        'PostgreSQL (and, for the baseline, the pg client in this process). Every figure is a lower bound for a ' +
-        'deployment where they run on separate hosts; the cpu column shows what each took.',
-    );
-    const phases = scenarios.flatMap((s) =>
-      [s.orgbase, s.baseline].flatMap((m) => (m ? [m.saturation, m.peak, m.at70] : [])),
-    );
-    const noise = Math.max(0, ...phases.map((p) => p.cpu?.other ?? 0));
-    if (noise > 20)
-      log(
-        `WARNING: other processes took up to ${Math.round(noise)}% of a core during a phase (cpu column, last ` +
-          'figure): the machine was not quiet, so these figures understate both systems. Rerun on an idle machine.',
-      );
-    log('Balances and GET /api/ledger/verify checked after every phase: OK. Targets are informational.');
+    if (PARTS.ledger) await ledgerScenarios(scratch, server, token, cleanup);
+    if (PARTS.billing) await runBilling({ scratch, server, token });
     const serverOutput = server.output().trim();
     if (serverOutput) log(`\nServer output (warn and above):\n${serverOutput.slice(0, 4000)}`);
   } catch (err) {
