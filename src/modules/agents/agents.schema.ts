@@ -1,20 +1,10 @@
 import { Type } from 'typebox';
 import { PageQuery } from '../../lib/pagination.js';
+import { DecimalInput, DisplayName, FreeText, Nullable } from '../../lib/schema.js';
 
-const Nullable = <T extends import('typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
-const Name = Type.String({
-  minLength: 1,
-  maxLength: 200,
-  pattern: '^(?=[\\s\\S]*\\S)[^\\u0000-\\u001F\\u007F]*$',
-  'x-message': 'must not be blank or contain control characters',
-});
-const Description = Type.String({
-  maxLength: 2000,
-  pattern: '^[^\\u0000]*$',
-  'x-message': 'must not contain NUL characters',
-});
-/** Monthly rate for this agent in its organization's currency; a decimal string (a JSON number is accepted). */
-const Rate = Type.Union([Type.String({ maxLength: 40 }), Type.Number()]);
+const Name = DisplayName();
+const Description = FreeText();
+const Rate = DecimalInput('Monthly rate for this agent in its organization’s currency, e.g. "120.50"');
 const Status = Type.Union([Type.Literal('active'), Type.Literal('paused')]);
 
 export const CreateAgentBody = Type.Object(

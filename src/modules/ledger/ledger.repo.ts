@@ -1,5 +1,6 @@
-import { sql } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import type { Executor } from '../../db/client.js';
+import type { LedgerTransactionsTable } from '../../db/schema.js';
 import { CREDITS, type CreditState, type TeamState } from './ledger.core.js';
 
 export interface NewTransaction {
@@ -17,21 +18,7 @@ export interface NewTransaction {
   created_at: Date;
 }
 
-export interface TransactionRow {
-  organization_id: string;
-  id: string;
-  type: string;
-  amount: bigint;
-  entry_accounts: string[];
-  entry_amounts: bigint[];
-  balance_after: bigint;
-  description: string | null;
-  actor_type: string;
-  actor_id: string | null;
-  metadata: Record<string, unknown>;
-  related_id: string | null;
-  created_at: Date;
-}
+export type TransactionRow = Selectable<LedgerTransactionsTable>;
 
 interface CreditRow {
   organization_id: string;
@@ -352,7 +339,7 @@ export async function findTransactions(
   if (opts.beforeId) q = q.where('id', '<', opts.beforeId);
   q = q.orderBy('id', 'desc');
   if (opts.limit !== undefined) q = q.limit(opts.limit);
-  return (await q.execute()) as TransactionRow[];
+  return q.execute();
 }
 
 export interface Violation {

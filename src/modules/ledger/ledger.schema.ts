@@ -1,18 +1,17 @@
 import { Type } from 'typebox';
 import { PageQuery } from '../../lib/pagination.js';
+import { DecimalInput, FreeText, Nullable } from '../../lib/schema.js';
 import { TRANSACTION_TYPES } from './ledger.core.js';
 
 /** A decimal amount: a string such as "12.5" (exact); a JSON number is accepted and converted. */
-export const Amount = Type.Union([Type.String({ maxLength: 40 }), Type.Number()], {
-  description: 'Decimal credits with up to 6 fractional digits, e.g. "12.5" or "0.000125"',
-});
-const Text = (max: number) =>
-  Type.String({ maxLength: max, pattern: '^[^\\u0000]*$', 'x-message': 'must not contain NUL characters' });
+export const Amount = DecimalInput(
+  'Decimal credits with up to 6 fractional digits, e.g. "12.5" or "0.000125"',
+);
+const Text = FreeText;
 const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), {
   description: 'Free-form JSON kept with the transaction',
   maxProperties: 50,
 });
-const Nullable = <T extends import('typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(

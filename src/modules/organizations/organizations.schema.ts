@@ -1,46 +1,29 @@
 import { Type } from 'typebox';
 import { PageQuery, PageResponse } from '../../lib/pagination.js';
+import { DecimalInput, DisplayName, FreeText, Nullable } from '../../lib/schema.js';
 import { SLUG_MAX, SLUG_PATTERN } from '../../lib/slug.js';
 
 export const CURRENCIES = ['USD', 'EUR', 'GBP', 'NGN', 'CAD', 'AUD'] as const;
 export type Currency = (typeof CURRENCIES)[number];
 
-// No control characters (PostgreSQL cannot store NUL, and none belongs in a name), not blank.
-const LINE = '^(?=[\\s\\S]*\\S)[^\\u0000-\\u001F\\u007F]*$';
-const TEXT = '^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*$';
-
-const Name = Type.String({
-  minLength: 1,
-  maxLength: 200,
-  pattern: LINE,
-  'x-message': 'must not be blank or contain control characters',
-});
+const Name = DisplayName();
 const Slug = Type.String({
   minLength: 1,
   maxLength: SLUG_MAX,
   pattern: SLUG_PATTERN,
   'x-message': 'must be lower-case letters, digits and single hyphens, e.g. "acme-labs"',
 });
-const Description = Type.String({
-  maxLength: 2000,
-  pattern: TEXT,
-  'x-message': 'must not contain control characters',
-});
-const ContactName = Type.String({
-  maxLength: 200,
-  pattern: LINE,
-  'x-message': 'must not be blank or contain control characters',
-});
+const Description = FreeText();
+const ContactName = DisplayName();
 const ContactEmail = Type.String({ maxLength: 254, format: 'email' });
 /** A decimal string ("99.00"); a JSON number is accepted too, as the seed's own example sends one. */
-const Rate = Type.Union([Type.String({ maxLength: 40 }), Type.Number()], {
-  description: 'Monthly rate per agent, a decimal ≥ 0 with at most 6 fractional digits, e.g. "99.00"',
-});
+const Rate = DecimalInput(
+  'Monthly rate per agent, a decimal ≥ 0 with at most 6 fractional digits, e.g. "99.00"',
+);
 const CurrencySchema = Type.Union(
   CURRENCIES.map((c) => Type.Literal(c)),
   { description: 'ISO 4217 code' },
 );
-const Nullable = <T extends import('typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
 export const CreateOrganizationBody = Type.Object(
   {

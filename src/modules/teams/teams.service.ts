@@ -8,35 +8,18 @@ import { newId } from '../../lib/ids.js';
 import { formatAmount, parseAmount } from '../../lib/money.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, PageQuery, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
+import { DecimalInput, DisplayName, FreeText, Nullable } from '../../lib/schema.js';
 import { type AuditService, diff } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 
 type TeamRow = Selectable<TeamsTable>;
-const Nullable = <T extends import('typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
-const Name = Type.String({
-  minLength: 1,
-  maxLength: 200,
-  pattern: '^(?=[\\s\\S]*\\S)[^\\u0000-\\u001F\\u007F]*$',
-  'x-message': 'must not be blank or contain control characters',
-});
-const Budget = Nullable(
-  Type.Union([Type.String({ maxLength: 40 }), Type.Number()], {
-    description: 'Credits per calendar month (UTC); null: no budget',
-  }),
-);
+const Name = DisplayName();
+const Budget = Nullable(DecimalInput('Credits per calendar month (UTC); null: no budget'));
 
 export const CreateTeamBody = Type.Object(
   {
     name: Name,
-    description: Type.Optional(
-      Nullable(
-        Type.String({
-          maxLength: 2000,
-          pattern: '^[^\\u0000]*$',
-          'x-message': 'must not contain NUL characters',
-        }),
-      ),
-    ),
+    description: Type.Optional(Nullable(FreeText())),
     organization_id: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
     monthly_budget: Type.Optional(Budget),
   },
