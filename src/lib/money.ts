@@ -1,3 +1,5 @@
+import { invalidField } from './problem.js';
+
 /**
  * The only place that parses, formats and does arithmetic on amounts.
  * Amounts are BigInt micro-units (10^-6) inside and decimal strings on the wire; no float touches them.
@@ -39,6 +41,22 @@ export function parseAmount(input: unknown): ParseResult {
   if (sign) micros = -micros;
   if (micros > MAX_MICROS || micros < -MAX_MICROS) return { ok: false, reason: 'is too large' };
   return { ok: true, micros };
+}
+
+/** A request field holding an amount > 0, in micro-units; a 400 naming the field otherwise. */
+export function positiveAmount(field: string, input: string | number): bigint {
+  const p = parseAmount(input);
+  if (!p.ok) throw invalidField(field, p.reason);
+  if (p.micros <= 0n) throw invalidField(field, 'must be greater than zero');
+  return p.micros;
+}
+
+/** A request field holding an amount ≥ 0, in micro-units; a 400 naming the field otherwise. */
+export function nonNegativeAmount(field: string, input: string | number): bigint {
+  const p = parseAmount(input);
+  if (!p.ok) throw invalidField(field, p.reason);
+  if (p.micros < 0n) throw invalidField(field, 'must not be negative');
+  return p.micros;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Db, Executor, Tx } from '../../db/client.js';
 import { countsAs } from '../../db/counts.js';
 import { authorize, can, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
-import { formatMoney, parseAmount } from '../../lib/money.js';
+import { formatMoney, nonNegativeAmount } from '../../lib/money.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import { type AuditService, diff } from '../audit/audit.service.js';
@@ -18,11 +18,7 @@ type AgentView = Static<typeof AgentResponse>;
 type Org = Awaited<ReturnType<OrganizationsService['load']>>;
 
 function parseRate(field: string, input: string | number | null | undefined): bigint | null | undefined {
-  if (input === undefined || input === null) return input;
-  const p = parseAmount(input);
-  if (!p.ok) throw invalidField(field, p.reason);
-  if (p.micros < 0n) throw invalidField(field, 'must not be negative');
-  return p.micros;
+  return input === undefined || input === null ? input : nonNegativeAmount(field, input);
 }
 
 function view(a: repo.AgentRow, org: Org): AgentView {

@@ -3,8 +3,7 @@
  * into the response shapes of ledger.schema.ts. Pure: no I/O, no state.
  */
 import type { Static } from 'typebox';
-import { formatAmount, parseAmount } from '../../lib/money.js';
-import { invalidField } from '../../lib/problem.js';
+import { formatAmount } from '../../lib/money.js';
 import { CREDITS } from './ledger.core.js';
 import type * as repo from './ledger.repo.js';
 import type { HoldResponse, TopUpResponse, TransactionResponse } from './ledger.schema.js';
@@ -16,19 +15,7 @@ export type TopUpView = Static<typeof TopUpResponse>;
 export const fmt = (m: bigint) => formatAmount(m);
 
 /** A positive amount of credits, or a 400 naming the field. */
-export function positive(field: string, input: string | number): bigint {
-  const p = parseAmount(input);
-  if (!p.ok) throw invalidField(field, p.reason);
-  if (p.micros <= 0n) throw invalidField(field, 'must be greater than zero');
-  return p.micros;
-}
-
-export function nonNegative(field: string, input: string | number): bigint {
-  const p = parseAmount(input);
-  if (!p.ok) throw invalidField(field, p.reason);
-  if (p.micros < 0n) throw invalidField(field, 'must not be negative');
-  return p.micros;
-}
+export { nonNegativeAmount as nonNegative, positiveAmount as positive } from '../../lib/money.js';
 
 type TxLike = Pick<
   repo.TransactionRow,

@@ -3,9 +3,9 @@ import type { Static } from 'typebox';
 import type { Db, DbHandle, Executor, Tx } from '../../db/client.js';
 import { authorize, can, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
 import { ID_PATTERN, newId } from '../../lib/ids.js';
-import { formatMoney, parseAmount } from '../../lib/money.js';
+import { formatMoney, nonNegativeAmount } from '../../lib/money.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
-import { AppError, invalidField } from '../../lib/problem.js';
+import { AppError } from '../../lib/problem.js';
 import { slugCandidate, slugify } from '../../lib/slug.js';
 import { type AuditEventView, type AuditService, diff } from '../audit/audit.service.js';
 import * as repo from './organizations.repo.js';
@@ -60,11 +60,7 @@ export function toView(row: repo.OrganizationRow): OrganizationView {
 }
 
 function parseRate(input: string | number | undefined): bigint | undefined {
-  if (input === undefined) return undefined;
-  const parsed = parseAmount(input);
-  if (!parsed.ok) throw invalidField('billing_rate_per_agent', parsed.reason);
-  if (parsed.micros < 0n) throw invalidField('billing_rate_per_agent', 'must not be negative');
-  return parsed.micros;
+  return input === undefined ? undefined : nonNegativeAmount('billing_rate_per_agent', input);
 }
 
 function isUniqueViolation(err: unknown): boolean {

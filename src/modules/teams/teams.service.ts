@@ -5,7 +5,7 @@ import { countsAs } from '../../db/counts.js';
 import type { TeamsTable } from '../../db/schema.js';
 import { authorize, can, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
-import { formatAmount, parseAmount } from '../../lib/money.js';
+import { formatAmount, nonNegativeAmount } from '../../lib/money.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, PageQuery, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import { DecimalInput, DisplayName, FreeText, Nullable } from '../../lib/schema.js';
@@ -65,11 +65,7 @@ function view(t: TeamRow): Static<typeof TeamResponse> {
 }
 
 function parseBudget(input: string | number | null | undefined): bigint | null | undefined {
-  if (input === undefined || input === null) return input;
-  const p = parseAmount(input);
-  if (!p.ok) throw invalidField('monthly_budget', p.reason);
-  if (p.micros < 0n) throw invalidField('monthly_budget', 'must not be negative');
-  return p.micros;
+  return input === undefined || input === null ? input : nonNegativeAmount('monthly_budget', input);
 }
 
 /**
