@@ -29,6 +29,9 @@ import { createAuditService } from './modules/audit/audit.service.js';
 import { type AuthService, createAuthService, loadAuthSecret } from './modules/auth/auth.service.js';
 import { billingRoutes } from './modules/billing/billing.routes.js';
 import { type BillingService, createBillingService } from './modules/billing/billing.service.js';
+import { createDnsResolver, type TxtResolver } from './modules/domains/dns.js';
+import { domainsRoutes } from './modules/domains/domains.routes.js';
+import { createDomainsService, type DomainsService } from './modules/domains/domains.service.js';
 import { invitationLinkRoutes, invitationsRoutes } from './modules/invitations/invitations.routes.js';
 import {
   createInvitationsService,
@@ -43,12 +46,35 @@ import { createMeService, type MeService } from './modules/me/me.service.js';
 import { membersRoutes } from './modules/members/members.routes.js';
 import { createMembersService, type MembersService } from './modules/members/members.service.js';
 import { createOperatorService, type OperatorService } from './modules/operator/operator.service.js';
+import { customizationRoutes } from './modules/organizations/customization.routes.js';
+import {
+  type CustomizationService,
+  createCustomizationService,
+} from './modules/organizations/customization.service.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
 import {
   createOrganizationsService,
   type OrganizationLifecycle,
   type OrganizationsService,
 } from './modules/organizations/organizations.service.js';
+import {
+  createFeaturesService,
+  type FeaturesChanged,
+  type FeaturesService,
+} from './modules/plans/features.service.js';
+import type { Limit } from './modules/plans/plans.catalog.js';
+import { plansRoutes } from './modules/plans/plans.routes.js';
+import {
+  type Counter,
+  createPlansService,
+  type PlanChanged,
+  type PlansService,
+} from './modules/plans/plans.service.js';
+import { subOrganizationsRoutes } from './modules/sub-organizations/sub-organizations.routes.js';
+import {
+  createSubOrganizationsService,
+  type SubOrganizationsService,
+} from './modules/sub-organizations/sub-organizations.service.js';
 import { teamsRoutes } from './modules/teams/teams.routes.js';
 import { createTeamsService, type TeamsService } from './modules/teams/teams.service.js';
 
@@ -76,8 +102,12 @@ export interface AppDeps {
   mailFrom?: string | undefined;
   /** Requests per minute per client IP, and per API key (in-process counters). */
   rateLimit?: { perIp: number; perKey: number };
-  /** Run the hold-expiry and top-up workers on a timer (the server does; tests drive them). */
+  /** Run the hold-expiry, top-up and renewal workers on a timer (the server does; tests drive them). */
   workers?: boolean;
+  /** DNS servers for domain verification; empty or undefined: the system's. */
+  dnsServers?: string[] | undefined;
+  /** Looks up TXT records for domain verification (tests pass one aimed at their own DNS server). */
+  resolver?: TxtResolver;
 }
 
 export interface Services {
@@ -93,6 +123,11 @@ export interface Services {
   agents: AgentsService;
   billing: BillingService;
   teams: TeamsService;
+  plans: PlansService;
+  features: FeaturesService;
+  subOrganizations: SubOrganizationsService;
+  customization: CustomizationService;
+  domains: DomainsService;
 }
 
 export type App = FastifyInstance & { services: Services };
@@ -112,8 +147,19 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     exports: [],
   };
   const organizations = createOrganizationsService({ db, audit, lifecycle, listen: deps.db.listen });
+  const featuresChanged: FeaturesChanged[] = [];
+  const features = createFeaturesService({ db, audit, organizations, changed: featuresChanged });
+  const counters: Partial<Record<Limit, Counter>> = {};
+  const planChanged: PlanChanged[] = [];
+  const plans = createPlansService({ db, audit, organizations, features, counters, planChanged });
   const agentHooks: AgentHooks = { moved: [], deleted: [] };
-  const agents = createAgentsService({ db, audit, organizations, hooks: agentHooks });
+  const agents = createAgentsService({
+    db,
+    audit,
+    organizations,
+    hooks: agentHooks,
+    capacity: plans.assertCapacity,
+  });
   const ledger = createLedgerService({
     db,
     organizations,
@@ -124,8 +170,35 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     agentOrganizations: agents.organizationsOf,
     audit,
   });
-  const members = createMembersService({ db, audit, organizations });
-  lifecycle.created.push(ledger.openAccount, members.onOrganizationCreated);
+  const members = createMembersService({ db, audit, organizations, capacity: plans.assertCapacity });
+  lifecycle.created.push(ledger.openAccount, members.onOrganizationCreated, plans.onOrganizationCreated);
+  planChanged.push((tx, id, plan) => ledger.setUsageEventsLimit(tx, id, plan.limits.monthly_usage_events));
+  featuresChanged.push((tx, ctx, effective) =>
+    ledger.withdrawOverdraft(
+      tx,
+      ctx,
+      [...effective].filter(([, f]) => !f.has('allow_overdraft')).map(([id]) => id),
+    ),
+  );
+  counters.agents = agents.countAgents;
+  counters.members = (ex, id) => members.countMembers(ex, id);
+  counters.sub_organizations = organizations.countChildren;
+  counters.monthly_usage_events = ledger.monthUsageEvents;
+  ledger.guardSettings(async (_ctx, id, policy) => {
+    if (policy.overdraft_enabled === true) await features.require(db, id, 'allow_overdraft');
+  });
+  const me = createMeService({ db, organizations });
+  const subOrganizations = createSubOrganizationsService({
+    db,
+    audit,
+    organizations,
+    members,
+    ledger,
+    plans,
+    features,
+    me,
+  });
+  ledger.guardSettings(subOrganizations.guardSpendingLimit);
   const apiKeys = createApiKeysService({ db: deps.db, audit, organizations, agents });
   agentHooks.moved.push(apiKeys.onAgentMoved);
   agentHooks.deleted.push(apiKeys.onAgentDeleted);
@@ -136,9 +209,8 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     secret: await loadAuthSecret(db, deps.authSecret),
     baseURL: deps.publicUrl ?? 'http://127.0.0.1:3000',
     organizations,
-    members,
+    access: subOrganizations.accessOf,
   });
-  const me = createMeService({ db, organizations });
   const mail = createMailService({
     db,
     smtpUrl: deps.smtpUrl,
@@ -161,7 +233,16 @@ async function wireServices(deps: AppDeps): Promise<Services> {
   lifecycle.deleted.push(teams.onOrganizationDeleted);
   lifecycle.details.push(teams.details);
   lifecycle.counts.push(members.listCounts, agents.listCounts, teams.listCounts);
+  const domains = createDomainsService({
+    db,
+    audit,
+    organizations,
+    features,
+    resolver: deps.resolver ?? createDnsResolver({ servers: deps.dnsServers ?? [] }),
+  });
+  lifecycle.deleted.push(domains.onOrganizationDeleted);
   lifecycle.exports.push(
+    domains.exportSection,
     members.exportSection,
     ledger.exportSection,
     apiKeys.exportSection,
@@ -181,6 +262,16 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     agents,
     billing: createBillingService({ db, organizations, agents }),
     teams,
+    plans,
+    features,
+    subOrganizations,
+    customization: createCustomizationService({
+      db,
+      audit,
+      organizations,
+      requireFeature: (ex, id) => features.require(ex, id, 'custom_branding'),
+    }),
+    domains,
   };
 }
 
@@ -388,6 +479,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(agentsRoutes(services.agents));
     await api.register(billingRoutes(services.billing));
     await api.register(teamsRoutes(services.teams));
+    await api.register(plansRoutes(services.plans, services.features));
+    await api.register(subOrganizationsRoutes(services.subOrganizations));
+    await api.register(customizationRoutes(services.customization));
+    await api.register(domainsRoutes(services.domains));
     api.get(
       '/api/dev/mailbox',
       {
@@ -408,6 +503,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       services.ledger
         .startPendingTopUps()
         .catch((err: unknown) => app.log.error({ err }, 'top-up start failed'));
+      services.plans
+        .renewDue()
+        .catch((err: unknown) => app.log.error({ err }, 'subscription renewal failed'));
     }, 1000);
     timer.unref();
     app.addHook('onClose', async () => clearInterval(timer));

@@ -27,6 +27,7 @@ describe('loadConfig', () => {
       rateLimit: { perIp: 1200, perKey: 6000 },
       smtpUrl: undefined,
       mailFrom: 'Orgbase <no-reply@orgbase.local>',
+      dnsServers: [],
     });
   });
 
@@ -61,6 +62,7 @@ describe('loadConfig', () => {
         RATE_LIMIT_KEY_PER_MINUTE: '600',
         SMTP_URL: 'smtp://mail.example.com:587',
         MAIL_FROM: 'Acme <hi@acme.test>',
+        DNS_SERVERS: '1.1.1.1, 127.0.0.1:5353',
       }),
     ).toEqual({
       port: 8080,
@@ -75,6 +77,7 @@ describe('loadConfig', () => {
       rateLimit: { perIp: 60, perKey: 600 },
       smtpUrl: 'smtp://mail.example.com:587',
       mailFrom: 'Acme <hi@acme.test>',
+      dnsServers: ['1.1.1.1', '127.0.0.1:5353'],
     });
     expect(loadConfig({ DATABASE_URL: 'postgresql://localhost/x' }).databaseUrl).toBe(
       'postgresql://localhost/x',
@@ -110,6 +113,8 @@ describe('loadConfig', () => {
     ['DATABASE_POOL_SIZE', '0'],
     ['DATABASE_POOL_SIZE', 'many'],
     ['HOST', 'bad host'],
+    ['DNS_SERVERS', 'dns.example.com'],
+    ['DNS_SERVERS', '1.1.1.1;8.8.8.8'],
   ])('%s=%j throws a ConfigError naming the variable', (variable, value) => {
     const err = configError({ [variable]: value });
     expect(err.variable).toBe(variable);

@@ -19,6 +19,8 @@ export interface Config {
   rateLimit: { perIp: number; perKey: number };
   smtpUrl: string | undefined;
   mailFrom: string;
+  /** DNS servers for domain verification ("host:port"); empty means the system's resolvers. */
+  dnsServers: string[];
 }
 
 export class ConfigError extends Error {
@@ -54,6 +56,17 @@ function urlVar(env: NodeJS.ProcessEnv, name: string, protocols: string[]): stri
   return raw;
 }
 
+/** DNS_SERVERS: comma-separated IPv4 addresses, each with an optional port ("1.1.1.1,127.0.0.1:5353"). */
+function dnsServersVar(env: NodeJS.ProcessEnv): string[] {
+  const raw = env.DNS_SERVERS;
+  if (raw === undefined || raw.trim() === '') return [];
+  const servers = raw.split(',').map((s) => s.trim());
+  for (const s of servers)
+    if (!/^\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?$/.test(s))
+      throw new ConfigError('DNS_SERVERS', `must be IPv4 addresses with optional ports, got "${s}"`);
+  return servers;
+}
+
 /** Reads and validates the environment once, at start. Every failure names its variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = (env.LOG_LEVEL || 'info').toLowerCase();
@@ -79,6 +92,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authSecret,
     smtpUrl: urlVar(env, 'SMTP_URL', ['smtp:', 'smtps:']),
     mailFrom: env.MAIL_FROM || 'Orgbase <no-reply@orgbase.local>',
+    dnsServers: dnsServersVar(env),
     rateLimit: {
       perIp: intVar(env, 'RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
       perKey: intVar(env, 'RATE_LIMIT_KEY_PER_MINUTE', 6000, 1, 10_000_000),

@@ -21,6 +21,7 @@ export async function serve(config: Config): Promise<void> {
       rateLimit: config.rateLimit,
       smtpUrl: config.smtpUrl,
       mailFrom: config.mailFrom,
+      dnsServers: config.dnsServers,
       workers: true,
     });
     for (const name of migrated.applied) app.log.info({ migration: name }, 'migration applied');

@@ -27,6 +27,8 @@ export interface AuditEventsTable {
   id: string;
   actor_type: string;
   actor_id: string | null;
+  actor_role: string | null;
+  actor_via: string | null;
   action: string;
   target_type: string;
   target_id: string;
@@ -71,6 +73,38 @@ export interface Database {
   agent_assignments: AgentAssignmentsTable;
   usage_daily: UsageDailyTable;
   teams: TeamsTable;
+  subscriptions: SubscriptionsTable;
+  organization_features: OrganizationFeaturesTable;
+  organization_domains: OrganizationDomainsTable;
+}
+
+export interface SubscriptionsTable {
+  organization_id: string;
+  billing_cycle: ColumnType<string, string | undefined, string>;
+  status: ColumnType<string, string | undefined, string>;
+  cancel_at_period_end: ColumnType<boolean, boolean | undefined, boolean>;
+  current_period_start: ColumnType<Date, Date | undefined, Date>;
+  current_period_end: Date;
+  canceled_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  created_at: CreatedAt;
+  updated_at: UpdatedAt;
+}
+
+export interface OrganizationFeaturesTable {
+  organization_id: string;
+  feature: string;
+  granted_at: CreatedAt;
+}
+
+export interface OrganizationDomainsTable {
+  organization_id: string;
+  id: string;
+  domain: string;
+  verification_token: string;
+  status: ColumnType<string, string | undefined, string>;
+  verified_at: Date | null;
+  last_checked_at: Date | null;
+  created_at: CreatedAt;
 }
 
 export interface LedgerAccountsTable {
@@ -179,6 +213,9 @@ export interface MembersTable {
 export interface SessionContextsTable {
   session_id: string;
   active_organization_id: string;
+  joined_organization_id: ColumnType<string | null, string | null | undefined, string | null>;
+  joined_role: ColumnType<string | null, string | null | undefined, string | null>;
+  return_organization_id: ColumnType<string | null, string | null | undefined, string | null>;
   updated_at: UpdatedAt;
 }
 

@@ -19,6 +19,10 @@ export const PERMISSIONS = {
   top_ups: ['mark_paid'],
   ledger: ['verify'],
   mailbox: ['read'],
+  subscription: ['read', 'manage'],
+  features: ['read'],
+  sub_organizations: ['read', 'manage'],
+  domains: ['read', 'manage'],
 } as const;
 
 type Catalogue = typeof PERMISSIONS;
@@ -62,6 +66,10 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'billing:read',
     'teams:read',
     'teams:manage',
+    'subscription:read',
+    'features:read',
+    'sub_organizations:read',
+    'domains:read',
   ],
   developer: [
     'organization:read',
@@ -74,8 +82,10 @@ export const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
     'agents:manage',
     'usage:read',
     'teams:read',
+    'features:read',
+    'domains:read',
   ],
-  agent: ['organization:read', 'credits:read', 'usage:record', 'agents:read', 'teams:read'],
+  agent: ['organization:read', 'credits:read', 'usage:record', 'agents:read', 'teams:read', 'features:read'],
 };
 
 export const API_KEY_SCOPES = ['read', 'write'] as const;
@@ -93,6 +103,8 @@ export const SCOPE_PERMISSIONS: Record<ApiKeyScope, readonly Permission[]> = {
     'usage:read',
     'billing:read',
     'teams:read',
+    'subscription:read',
+    'features:read',
   ],
   write: ['usage:record'],
 };
@@ -103,8 +115,15 @@ export type Actor =
       type: 'user';
       id: string;
       sessionId: string | null;
-      /** Role per organization the user belongs to. */
+      /**
+       * Role per organization the user acts in: its memberships, `admin` in every sub-organization
+       * below one it owns or administers (oversight), and the role it joined a sub-organization as.
+       */
       roles: ReadonlyMap<string, Role>;
+      /** Organizations where the role comes from a parent's oversight, not a membership. */
+      oversight?: ReadonlySet<string>;
+      /** The sub-organization this session joined as a role ("join as"), if any. */
+      joined?: { organizationId: string; role: Role; returnTo: string | null };
     }
   | {
       type: 'api_key';

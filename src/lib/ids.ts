@@ -60,7 +60,8 @@ export type IdPrefix =
   | 'key'
   | 'msg'
   | 'agt'
-  | 'tem';
+  | 'tem'
+  | 'dom';
 
 export function newId(prefix: IdPrefix): string {
   return `${prefix}_${ulid()}`;

@@ -82,4 +82,30 @@ export const ROUTE_PERMISSIONS: Record<string, RouteRequirement> = {
   'DELETE /api/teams/:id': ['teams:manage'],
   'POST /api/teams/:id/assign-org': ['teams:manage'],
   'POST /api/teams/:id/unassign-org': ['teams:manage'],
+
+  'GET /api/plans': 'authenticated',
+  'GET /api/organizations/:id/subscription': ['subscription:read'],
+  'PUT /api/organizations/:id/subscription': ['subscription:manage'],
+  'POST /api/organizations/:id/subscription/cancel': ['subscription:manage'],
+  'POST /api/organizations/:id/subscription/reactivate': ['subscription:manage'],
+  'GET /api/organizations/:id/features': ['features:read'],
+  // A sub-organization's grants are its parent's to set: the permission applies to the parent.
+  'PUT /api/organizations/:id/features': ['sub_organizations:manage'],
+
+  // Sub-organizations: the permission applies to the parent (:id); :subId is any organization below it.
+  'POST /api/organizations/:id/sub-organizations': ['sub_organizations:manage'],
+  'GET /api/organizations/:id/sub-organizations': ['sub_organizations:read'],
+  'GET /api/organizations/:id/sub-organizations/usage': ['sub_organizations:read'],
+  'GET /api/organizations/:id/sub-organizations/:subId/billing': ['sub_organizations:read'],
+  'PUT /api/organizations/:id/sub-organizations/:subId/spending-limit': ['sub_organizations:manage'],
+  'POST /api/organizations/:id/sub-organizations/:subId/detach': ['sub_organizations:manage'],
+  'POST /api/organizations/:id/sub-organizations/:subId/join-as': ['sub_organizations:manage'],
+  'DELETE /api/me/join-as': 'authenticated',
+
+  'GET /api/organizations/:id/customization': ['organization:read'],
+  'PUT /api/organizations/:id/customization': ['organization:update'],
+  'POST /api/organizations/:id/domains': ['domains:manage'],
+  'GET /api/organizations/:id/domains': ['domains:read'],
+  'POST /api/organizations/:id/domains/:domainId/verify': ['domains:manage'],
+  'DELETE /api/organizations/:id/domains/:domainId': ['domains:manage'],
 };

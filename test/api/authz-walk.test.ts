@@ -3,6 +3,7 @@ import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Permission, ROLE_PERMISSIONS, ROLES, type Role } from '../../src/lib/authz.js';
 import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { startDnsServer, type TestDnsServer } from '../support/dns-server.js';
 
 /**
  * Walks every operation in /openapi.json as each role of the organization and as a member of
@@ -11,6 +12,7 @@ import { createTestApp, type TestContext, tableCounts } from '../harness.js';
  * 403, both writing nothing; a role with it gets past authorization.
  */
 let t: TestContext;
+let dns: TestDnsServer;
 let orgA: string;
 let orgT: string;
 const tokens = new Map<Role | 'outsider', string>();
@@ -73,6 +75,22 @@ const fixtures: Record<string, () => Promise<string>> = {
         payload: { name: 'k', scopes: ['read'] },
       })
     ).json().id,
+  subId: async () =>
+    (
+      await asOperator({
+        method: 'POST',
+        url: `/api/organizations/${orgA}/sub-organizations`,
+        payload: { name: `Walk Sub ${rnd()}` },
+      })
+    ).json().id,
+  domainId: async () =>
+    (
+      await asOperator({
+        method: 'POST',
+        url: `/api/organizations/${orgA}/domains`,
+        payload: { domain: `walk-${rnd()}.example.test` },
+      })
+    ).json().id,
   invitationId: async () =>
     (
       await asOperator({
@@ -132,6 +150,20 @@ async function bodyFor(op: Operation): Promise<Record<string, unknown> | undefin
       return { name: 'agent key' };
     case 'PATCH /api/teams/{id}':
       return { description: 'walked' };
+    case 'PUT /api/organizations/{id}/subscription':
+      return { plan: 'enterprise' };
+    case 'PUT /api/organizations/{id}/features':
+      return { features: ['workflows'] };
+    case 'POST /api/organizations/{id}/sub-organizations':
+      return { name: `Walk Child ${rnd()}` };
+    case 'PUT /api/organizations/{id}/sub-organizations/{subId}/spending-limit':
+      return { monthly_spending_limit: '100' };
+    case 'POST /api/organizations/{id}/sub-organizations/{subId}/join-as':
+      return { role: 'developer' };
+    case 'PUT /api/organizations/{id}/customization':
+      return { primary_color: '#123456' };
+    case 'POST /api/organizations/{id}/domains':
+      return { domain: `w-${rnd()}.example.test` };
     case 'POST /api/teams/{id}/assign-org':
       return { organization_id: orgA };
     default:
@@ -201,11 +233,22 @@ async function unchanged(before: Record<string, number>, label: string) {
 /** Transferring ownership demotes the owner: it runs last. */
 const LAST = ['POST /api/organizations/{id}/transfer-ownership'];
 
+/** An Enterprise organization: every feature and no limits, so each route reaches its own rules. */
+async function enterpriseOrganization(name: string): Promise<string> {
+  const id = (await asOperator({ method: 'POST', url: '/api/organizations', payload: { name } })).json().id;
+  const up = await asOperator({
+    method: 'PUT',
+    url: `/api/organizations/${id}/subscription`,
+    payload: { plan: 'enterprise' },
+  });
+  expect(up.statusCode, up.body).toBe(200);
+  return id;
+}
+
 beforeAll(async () => {
-  t = await createTestApp();
-  orgA = (
-    await asOperator({ method: 'POST', url: '/api/organizations', payload: { name: 'Walk Target' } })
-  ).json().id;
+  dns = await startDnsServer();
+  t = await createTestApp({ dnsServers: [dns.address] });
+  orgA = await enterpriseOrganization('Walk Target');
   orgT = (
     await asOperator({ method: 'POST', url: '/api/organizations', payload: { name: 'Walk Transfer Target' } })
   ).json().id;
@@ -240,7 +283,10 @@ beforeAll(async () => {
   const rank = (o: Operation) => LAST.indexOf(`${o.method} ${o.path}`);
   operations = operations.sort((a, b) => rank(a) - rank(b));
 });
-afterAll(() => t.close());
+afterAll(async () => {
+  await t.close();
+  await dns.close();
+});
 
 const orgScoped = (op: Operation) => op.path.includes('{id}');
 
@@ -305,10 +351,7 @@ describe('every API route, as every role and as an outsider', () => {
 
 /** The owner ran transfer-ownership last (becoming admin): give the next roles a fresh organization. */
 async function restoreOwner() {
-  const fresh = (
-    await asOperator({ method: 'POST', url: '/api/organizations', payload: { name: 'Walk Target' } })
-  ).json().id;
-  orgA = fresh;
+  orgA = await enterpriseOrganization('Walk Target');
   await asOperator({
     method: 'POST',
     url: `/api/organizations/${orgA}/credits/add`,

@@ -374,6 +374,22 @@ describe('documentation', () => {
     '/api/teams/{id}': ['delete', 'get', 'patch'],
     '/api/teams/{id}/assign-org': ['post'],
     '/api/teams/{id}/unassign-org': ['post'],
+    '/api/plans': ['get'],
+    '/api/organizations/{id}/subscription': ['get', 'put'],
+    '/api/organizations/{id}/subscription/cancel': ['post'],
+    '/api/organizations/{id}/subscription/reactivate': ['post'],
+    '/api/organizations/{id}/features': ['get', 'put'],
+    '/api/organizations/{id}/sub-organizations': ['get', 'post'],
+    '/api/organizations/{id}/sub-organizations/usage': ['get'],
+    '/api/organizations/{id}/sub-organizations/{subId}/billing': ['get'],
+    '/api/organizations/{id}/sub-organizations/{subId}/spending-limit': ['put'],
+    '/api/organizations/{id}/sub-organizations/{subId}/detach': ['post'],
+    '/api/organizations/{id}/sub-organizations/{subId}/join-as': ['post'],
+    '/api/me/join-as': ['delete'],
+    '/api/organizations/{id}/customization': ['get', 'put'],
+    '/api/organizations/{id}/domains': ['get', 'post'],
+    '/api/organizations/{id}/domains/{domainId}': ['delete'],
+    '/api/organizations/{id}/domains/{domainId}/verify': ['post'],
   };
 
   it('/openapi.json is OpenAPI 3.1.0 and lists every /api route with its methods', async () => {

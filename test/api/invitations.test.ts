@@ -182,9 +182,20 @@ async function signUp(ctx: TestContext, email: string, name: string): Promise<Us
   };
 }
 
-async function createOrg(user: User, name: string): Promise<{ id: string; name: string }> {
+async function createOrg(
+  user: User,
+  name: string,
+  on: TestContext = t,
+): Promise<{ id: string; name: string }> {
   const res = await user.call({ method: 'POST', url: '/api/organizations', payload: { name } });
   expect(res.statusCode, res.body).toBe(201);
+  // Room for more members than the Free plan allows.
+  const up = await on.call({
+    method: 'PUT',
+    url: `/api/organizations/${res.json().id}/subscription`,
+    payload: { plan: 'growth' },
+  });
+  expect(up.statusCode, up.body).toBe(200);
   return res.json();
 }
 
@@ -680,7 +691,7 @@ describe('without SMTP: the embedded mailbox', () => {
 
   it('keeps the mail in GET /api/dev/mailbox for the operator only', async () => {
     const owner = await signUp(m, 'box@person.test', 'Box Owner');
-    const org = await createOrg(owner, 'Mailbox Makers');
+    const org = await createOrg(owner, 'Mailbox Makers', m);
     const res = await invite(owner, org.id, { email: 'boxed@person.test', role: 'agent' });
     expect(res.statusCode, res.body).toBe(201);
     expect(mailsTo('boxed@person.test')).toHaveLength(0);
@@ -722,9 +733,14 @@ describe('without SMTP: the embedded mailbox', () => {
           const app = await buildApp({ db, adminToken: ADMIN_TOKEN, publicUrl: PUBLIC_URL });
           try {
             await app.ready();
-            const ctx = { app, db } as TestContext;
+            const ctx = {
+              app,
+              db,
+              call: (opts) =>
+                app.inject({ ...opts, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...opts.headers } }),
+            } as TestContext;
             const owner = await signUp(ctx, 'cli-owner@person.test', 'Cli Owner');
-            const org = await createOrg(owner, 'Command Line Co');
+            const org = await createOrg(owner, 'Command Line Co', ctx);
             const res = await invite(owner, org.id, { email: 'cli@person.test', role: 'developer' });
             expect(res.statusCode, res.body).toBe(201);
           } finally {

@@ -80,6 +80,13 @@ function expectProblem(res: Res, status: number, code: string, field?: string) {
 async function createOrg(t: TestContext, user: User, name: string) {
   const res = await as(t, user.token, { method: 'POST', url: '/api/organizations', payload: { name } });
   expect(res.statusCode, res.body).toBe(201);
+  // Room for more members than the Free plan allows.
+  const up = await t.call({
+    method: 'PUT',
+    url: `/api/organizations/${res.json().id}/subscription`,
+    payload: { plan: 'growth' },
+  });
+  expect(up.statusCode, up.body).toBe(200);
   return res.json() as { id: string; slug: string; name: string };
 }
 
@@ -158,7 +165,7 @@ describe('people, organizations, members and API keys', () => {
       const created = (await auditOf(t, personal?.id as string)).find(
         (e) => e.action === 'organization.created',
       );
-      expect(created?.actor).toEqual({ type: 'user', id: ada.id });
+      expect(created?.actor).toEqual({ type: 'user', id: ada.id, role: null, via: null });
     });
 
     it('generates distinct slugs for users with the same name', async () => {
@@ -579,8 +586,16 @@ describe('people, organizations, members and API keys', () => {
       const audit = await auditOf(t, org.id);
       const added = audit.filter((e) => e.action === 'member.added');
       expect(added.map((e) => [e.target.id, e.actor, e.changes.role])).toEqual([
-        [dev.id, { type: 'user', id: owner.id }, { before: null, after: 'developer' }],
-        [admin.id, { type: 'user', id: owner.id }, { before: null, after: 'admin' }],
+        [
+          dev.id,
+          { type: 'user', id: owner.id, role: 'owner', via: 'member' },
+          { before: null, after: 'developer' },
+        ],
+        [
+          admin.id,
+          { type: 'user', id: owner.id, role: 'owner', via: 'member' },
+          { before: null, after: 'admin' },
+        ],
       ]);
     });
 
@@ -796,8 +811,16 @@ describe('people, organizations, members and API keys', () => {
         .map((e) => [e.target.id, e.actor, e.changes.role]);
       expect(changes).toEqual(
         expect.arrayContaining([
-          [dev.id, { type: 'user', id: owner.id }, { before: 'developer', after: 'owner' }],
-          [owner.id, { type: 'user', id: owner.id }, { before: 'owner', after: 'admin' }],
+          [
+            dev.id,
+            { type: 'user', id: owner.id, role: 'owner', via: 'member' },
+            { before: 'developer', after: 'owner' },
+          ],
+          [
+            owner.id,
+            { type: 'user', id: owner.id, role: 'owner', via: 'member' },
+            { before: 'owner', after: 'admin' },
+          ],
         ]),
       );
       // The former owner, now an admin, can no longer hand ownership around.

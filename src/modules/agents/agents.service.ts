@@ -11,6 +11,7 @@ import {
   DEFAULT_ORGANIZATION_SLUG,
   type OrganizationsService,
 } from '../organizations/organizations.service.js';
+import type { CapacityCheck } from '../plans/plans.catalog.js';
 import * as repo from './agents.repo.js';
 import type { AgentResponse, CreateAgentBody, ListAgentsQuery, UpdateAgentBody } from './agents.schema.js';
 
@@ -53,6 +54,8 @@ export function createAgentsService(deps: {
   audit: AuditService;
   organizations: OrganizationsService;
   hooks?: AgentHooks;
+  /** The plan's agent limit, checked when an agent joins an organization. */
+  capacity?: CapacityCheck;
 }) {
   const { db, audit, organizations } = deps;
   const hooks: AgentHooks = deps.hooks ?? { moved: [], deleted: [] };
@@ -91,6 +94,7 @@ export function createAgentsService(deps: {
   /** Moves the agent to `to` (already authorized), auditing in both organizations. */
   async function move(tx: Tx, ctx: RequestContext, agent: repo.AgentRow, to: Org): Promise<AgentView> {
     if (agent.organization_id === to.id) return view(agent, to);
+    await deps.capacity?.(tx, to.id, 'agents');
     const moved = await repo.updateAgent(tx, agent.id, { organization_id: to.id });
     await repo.moveAssignment(tx, agent.id, moved.updated_at, to.id);
     for (const hook of hooks.moved) await hook(tx, agent.id, to.id);
@@ -106,6 +110,7 @@ export function createAgentsService(deps: {
       authorize(ctx, ['agents:manage'], org.id);
       const rate = parseRate('billing_rate', body.billing_rate) ?? null;
       return db.transaction().execute(async (tx) => {
+        await deps.capacity?.(tx, org.id, 'agents');
         const agent = await repo.insertAgent(tx, {
           organization_id: org.id,
           id: newId('agt'),
@@ -254,6 +259,8 @@ export function createAgentsService(deps: {
 
     /** agent_count of each organization on a list page. */
     listCounts: countsAs('agent_count', 'agents'),
+
+    countAgents: (ex: Executor, organizationId: string) => repo.countAgents(ex, organizationId),
 
     /** Where each live agent among `ids` works: for attributing usage. */
     organizationsOf: (ids: string[]) => repo.findAgentOrganizations(db, ids),

@@ -19,7 +19,20 @@ export interface AuditEvent {
 export const AuditEventResponse = Type.Object({
   id: Type.String(),
   organization_id: Type.String(),
-  actor: Type.Object({ type: Type.String(), id: Type.Union([Type.String(), Type.Null()]) }),
+  actor: Type.Object({
+    type: Type.String(),
+    id: Type.Union([Type.String(), Type.Null()]),
+    role: Type.Union([Type.String(), Type.Null()], {
+      description: "The user's role in the organization when it acted",
+    }),
+    via: Type.Union(
+      [Type.Literal('member'), Type.Literal('oversight'), Type.Literal('join_as'), Type.Null()],
+      {
+        description:
+          'member: its own membership; oversight: as an owner/admin of a parent organization; join_as: having joined as the role',
+      },
+    ),
+  }),
   action: Type.String(),
   target: Type.Object({ type: Type.String(), id: Type.String() }),
   changes: Type.Record(Type.String(), Type.Unknown()),
@@ -30,7 +43,12 @@ export const AuditEventResponse = Type.Object({
 export type AuditEventView = {
   id: string;
   organization_id: string;
-  actor: { type: string; id: string | null };
+  actor: {
+    type: string;
+    id: string | null;
+    role: string | null;
+    via: 'member' | 'oversight' | 'join_as' | null;
+  };
   action: string;
   target: { type: string; id: string };
   changes: Record<string, unknown>;
@@ -42,12 +60,33 @@ function view(row: AuditRow): AuditEventView {
   return {
     id: row.id,
     organization_id: row.organization_id,
-    actor: { type: row.actor_type, id: row.actor_id },
+    actor: {
+      type: row.actor_type,
+      id: row.actor_id,
+      role: row.actor_role,
+      via: row.actor_via as AuditEventView['actor']['via'],
+    },
     action: row.action,
     target: { type: row.target_type, id: row.target_id },
     changes: row.changes,
     request_id: row.request_id,
     created_at: row.created_at.toISOString(),
+  };
+}
+
+/** How a user held its rights in the organization: the audit trail names the real user and this. */
+function actingAs(ctx: RequestContext, organizationId: string) {
+  const a = ctx.actor;
+  if (a.type !== 'user') return { actor_role: null, actor_via: null };
+  const via =
+    a.joined?.organizationId === organizationId
+      ? 'join_as'
+      : a.oversight?.has(organizationId)
+        ? 'oversight'
+        : 'member';
+  return {
+    actor_role: a.roles.get(organizationId) ?? null,
+    actor_via: a.roles.has(organizationId) ? via : null,
   };
 }
 
@@ -75,6 +114,7 @@ export function createAuditService() {
         id: newId('aud'),
         actor_type: ctx.actor.type,
         actor_id: ctx.actor.id,
+        ...actingAs(ctx, event.organizationId),
         action: event.action,
         target_type: event.targetType,
         target_id: event.targetId,

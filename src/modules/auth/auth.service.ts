@@ -3,7 +3,6 @@ import { betterAuth } from 'better-auth';
 import type { Db } from '../../db/client.js';
 import type { Actor, RequestContext } from '../../lib/authz.js';
 import { AppError, type ErrorCode } from '../../lib/problem.js';
-import type { MembersService } from '../members/members.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { authOptions } from './auth.config.js';
 
@@ -55,9 +54,13 @@ export function createAuthService(deps: {
   secret: string;
   baseURL: string;
   organizations: OrganizationsService;
-  members: MembersService;
+  /** The roles a signed-in user acts with (memberships, oversight, "join as"). */
+  access: (
+    userId: string,
+    sessionId: string,
+  ) => Promise<Pick<Extract<Actor, { type: 'user' }>, 'roles' | 'oversight' | 'joined'>>;
 }) {
-  const { db, organizations, members } = deps;
+  const { db, organizations } = deps;
   const base = authOptions({ db, secret: deps.secret, baseURL: deps.baseURL });
   const auth = betterAuth({
     ...base,
@@ -125,7 +128,7 @@ export function createAuthService(deps: {
         type: 'user',
         id: session.user.id,
         sessionId: session.session.id,
-        roles: await members.rolesOf(session.user.id),
+        ...(await deps.access(session.user.id, session.session.id)),
       };
     },
 

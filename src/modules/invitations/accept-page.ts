@@ -1,3 +1,5 @@
+import { displayName } from './invitation-email.js';
+
 /**
  * The page an invitation e-mail links to, until the dashboard ships: shows what the invitation
  * is for and accepts it, either with the browser's session cookie or by creating the account.
@@ -20,7 +22,7 @@ export function acceptPage(p: {
       ? p.invitation.organization.branding.primary_color
       : '#4f46e5';
   const body = p.invitation
-    ? `<h1>Join ${esc(p.invitation.organization.name)}</h1>
+    ? `<h1>Join ${esc(displayName(p.invitation.organization))}</h1>
 <p>This invitation is for <strong>${esc(p.invitation.email)}</strong>, as <strong>${esc(p.invitation.role)}</strong>.</p>
 <form id="f">
 <p><label>Your name<br><input name="name" required maxlength="200" autocomplete="name"></label></p>

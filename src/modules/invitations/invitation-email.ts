@@ -5,6 +5,12 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** The name an organization's mail and pages show: its customized display name, else its name (white-label). */
+export function displayName(org: { name: string; branding: Record<string, unknown> }): string {
+  const custom = org.branding.display_name;
+  return typeof custom === 'string' && custom ? custom : org.name;
+}
+
 export function invitationEmail(p: {
   organization: { name: string; branding: Record<string, unknown> };
   role: string;
@@ -12,7 +18,8 @@ export function invitationEmail(p: {
   acceptUrl: string;
   apiUrl: string;
 }): { subject: string; text: string; html: string } {
-  const { name, branding } = p.organization;
+  const { branding } = p.organization;
+  const name = displayName(p.organization);
   const colour =
     typeof branding.primary_color === 'string' && HEX.test(branding.primary_color)
       ? branding.primary_color

@@ -195,6 +195,7 @@ export function createInvitationsService(deps: {
       // The mail goes out inside the transaction: if it cannot be sent, no invitation exists
       // (a retry is not blocked by a pending one nobody received).
       const row = await db.transaction().execute(async (tx) => {
+        await deps.members.checkCapacity(tx, org.id);
         // An expired pending invitation no longer blocks a new one.
         await tx
           .updateTable('invitations')

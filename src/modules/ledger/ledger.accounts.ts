@@ -10,7 +10,15 @@ import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagina
 import { invalidField } from '../../lib/problem.js';
 import { diff } from '../audit/audit.service.js';
 import type { LedgerContext } from './ledger.context.js';
-import { type CreditState, floorOf, HELD, monthOf, spentThisMonth } from './ledger.core.js';
+import {
+  CREDITS,
+  type CreditState,
+  eventsThisMonth,
+  floorOf,
+  HELD,
+  monthOf,
+  spentThisMonth,
+} from './ledger.core.js';
 import * as repo from './ledger.repo.js';
 import type { BalanceResponse, CreditSettingsBody, TransactionsQuery } from './ledger.schema.js';
 import {
@@ -47,9 +55,13 @@ function policyView(s: CreditState): Record<string, unknown> {
   };
 }
 
-export function createLedgerAccounts({ db, resolve, audit }: LedgerContext) {
+export function createLedgerAccounts({ db, resolve, audit, settingsGuards }: LedgerContext) {
   async function balance(ctx: RequestContext, idOrSlug: string): Promise<Static<typeof BalanceResponse>> {
-    const org = await resolve(ctx, idOrSlug, 'credits:read');
+    return balanceOf(await resolve(ctx, idOrSlug, 'credits:read'));
+  }
+
+  /** The balance view without an authorization check: for callers that checked another permission. */
+  async function balanceOf(org: { id: string; active: boolean }): Promise<Static<typeof BalanceResponse>> {
     const [s, held] = await Promise.all([
       repo.findCreditAccount(db, org.id),
       repo.findAccountBalance(db, org.id, HELD),
@@ -64,6 +76,8 @@ export function createLedgerAccounts({ db, resolve, audit }: LedgerContext) {
       monthlySpendingLimit: null,
       spendMonth: month,
       monthSpend: 0n,
+      usageEventsLimit: null,
+      monthEvents: 0n,
       autoRechargeEnabled: false,
       autoRechargeThreshold: 0n,
       autoRechargeAmount: 0n,
@@ -79,6 +93,8 @@ export function createLedgerAccounts({ db, resolve, audit }: LedgerContext) {
       month,
       month_spend: fmt(spentThisMonth(state, month)),
       monthly_spending_limit: state.monthlySpendingLimit === null ? null : fmt(state.monthlySpendingLimit),
+      month_usage_events: Number(eventsThisMonth(state, month)),
+      usage_events_limit: state.usageEventsLimit === null ? null : Number(state.usageEventsLimit),
       auto_recharge: {
         enabled: state.autoRechargeEnabled,
         threshold: fmt(state.autoRechargeThreshold),
@@ -128,10 +144,74 @@ export function createLedgerAccounts({ db, resolve, audit }: LedgerContext) {
       };
     },
 
+    /** Sets the plan's monthly usage-event allowance (null: unlimited), in the plan change's transaction. */
+    async setUsageEventsLimit(tx: Tx, organizationId: string, limit: number | null) {
+      await repo.updateCreditPolicy(tx, organizationId, {
+        usage_events_limit: limit === null ? null : BigInt(limit),
+      });
+    },
+
+    /** Usage events counted this month for the organization. */
+    async monthUsageEvents(ex: Executor, organizationId: string): Promise<number> {
+      const s = await repo.findCreditAccount(ex, organizationId);
+      return s ? Number(eventsThisMonth(s, monthOf(new Date()))) : 0;
+    },
+
+    /**
+     * Turns overdraft off for these organizations (they lost `allow_overdraft`), audited, in the
+     * transaction that took the feature away: from then on their floor is zero.
+     */
+    async withdrawOverdraft(tx: Tx, ctx: RequestContext, organizationIds: string[]) {
+      if (organizationIds.length === 0) return;
+      const states = await repo.lockCreditAccounts(tx, organizationIds, new Map());
+      for (const s of states.values()) {
+        if (!s.overdraftEnabled) continue;
+        await repo.updateCreditPolicy(tx, s.organizationId, { overdraft_enabled: false });
+        await audit.record(tx, ctx, {
+          organizationId: s.organizationId,
+          action: 'credits.settings_changed',
+          targetType: 'organization',
+          targetId: s.organizationId,
+          changes: { overdraft_enabled: { before: true, after: false } },
+        });
+      }
+    },
+
+    /** The `credits` balance of each of these organizations (missing: none yet). */
+    async balancesOf(ex: Executor, organizationIds: string[]): Promise<Map<string, bigint>> {
+      if (organizationIds.length === 0) return new Map();
+      const rows = await ex
+        .selectFrom('ledger_accounts')
+        .select(['organization_id', 'balance'])
+        .where('organization_id', 'in', organizationIds)
+        .where('code', '=', CREDITS)
+        .execute();
+      return new Map(rows.map((r) => [r.organization_id, r.balance]));
+    },
+
+    /** Money that came in (top-ups, credits added, transfers received), newest first. */
+    async paymentHistory(ex: Executor, organizationId: string, limit: number) {
+      const rows = await repo.findTransactions(ex, organizationId, {
+        types: ['top_up', 'adjustment_credit', 'transfer_in'],
+        from: undefined,
+        to: undefined,
+        beforeId: undefined,
+        limit,
+      });
+      return rows.map(rowToView);
+    },
+
+    /** Usage per organization over [from, to] (UTC days, inclusive), from the daily roll-ups. */
+    async usageByOrganization(ex: Executor, organizationIds: string[], from: string, to: string) {
+      if (organizationIds.length === 0) return new Map<string, repo.UsageTotals>();
+      return repo.sumUsageByOrganization(ex, organizationIds, from, to);
+    },
+
     /** Opens the organization's credits account; run when the organization is created. */
     openAccount: (tx: Tx, organizationId: string) => repo.insertCreditAccounts(tx, [organizationId]),
 
     balance,
+    balanceOf,
 
     /** Overdraft, monthly spending limit and auto-recharge; audited with before/after. */
     async updateSettings(ctx: RequestContext, idOrSlug: string, body: Static<typeof CreditSettingsBody>) {
@@ -154,6 +234,7 @@ export function createLedgerAccounts({ db, resolve, audit }: LedgerContext) {
           policy.auto_recharge_amount = positive('auto_recharge.amount', ar.amount);
         if (ar.payment_method !== undefined) policy.auto_recharge_payment_method = ar.payment_method;
       }
+      for (const guard of settingsGuards) await guard(ctx, org.id, policy);
       await db.transaction().execute(async (tx) => {
         const [current] = [...(await repo.lockCreditAccounts(tx, [org.id], new Map())).values()];
         if (ar?.enabled && (policy.auto_recharge_amount ?? current?.autoRechargeAmount ?? 0n) <= 0n)

@@ -7,9 +7,15 @@ import { authorize, type Permission, type RequestContext } from '../../lib/authz
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { fingerprint, type LedgerEngine, type LedgerOp, type OpResult } from './ledger.engine.js';
+import type { CreditPolicy } from './ledger.repo.js';
 import type { PaymentProvider } from './payments.js';
 
 type Organization = Awaited<ReturnType<OrganizationsService['load']>>;
+export type SettingsGuard = (
+  ctx: RequestContext,
+  organizationId: string,
+  policy: CreditPolicy,
+) => Promise<void>;
 
 export interface LedgerContext {
   db: Db;
@@ -21,6 +27,8 @@ export interface LedgerContext {
   audit: AuditService;
   /** The organization each of these live agents works for. */
   agentOrganizations: (ids: string[]) => Promise<Map<string, string>>;
+  /** Checks run before credit settings change (features, a parent's say over its sub-organizations). */
+  settingsGuards: SettingsGuard[];
   /** The organization by id or slug, once the caller holds `permission` on it (404 or 403 if not). */
   resolve(ctx: RequestContext, idOrSlug: string, permission: Permission): Promise<Organization>;
   /** Runs an operation: group-committed when it locks one organization, alone when it spans several. */

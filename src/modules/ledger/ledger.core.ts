@@ -4,6 +4,7 @@
  * rows, runs these, and writes the outcome in the same database transaction.
  */
 import type { ErrorCode } from '../../lib/problem.js';
+import { planAbove } from '../plans/plans.catalog.js';
 
 export const CREDITS = 'credits';
 export const HELD = 'held';
@@ -48,6 +49,9 @@ export interface CreditState {
   monthlySpendingLimit: bigint | null;
   spendMonth: string;
   monthSpend: bigint;
+  /** The plan's monthly usage-event allowance (null: unlimited), and this month's count. */
+  usageEventsLimit: bigint | null;
+  monthEvents: bigint;
   autoRechargeEnabled: boolean;
   autoRechargeThreshold: bigint;
   autoRechargeAmount: bigint;
@@ -102,7 +106,29 @@ export function checkDebit(
 
 /** Adds to this calendar month's spend (deductions, usage and captures spend; holds do not yet). */
 export function recordSpend(s: CreditState, amount: bigint, month: string): void {
+  // The month's counters share `spendMonth`: a new month starts both from zero.
+  s.monthEvents = eventsThisMonth(s, month);
   s.monthSpend = spentThisMonth(s, month) + amount;
+  s.spendMonth = month;
+}
+
+export function eventsThisMonth(s: CreditState, month: string): bigint {
+  return s.spendMonth === month ? s.monthEvents : 0n;
+}
+
+/** Whether one more usage event fits the plan's monthly allowance. */
+export function checkUsageAllowance(s: CreditState, month: string): Refusal | null {
+  if (s.usageEventsLimit === null || eventsThisMonth(s, month) < s.usageEventsLimit) return null;
+  const lifting = planAbove('monthly_usage_events', s.usageEventsLimit);
+  return {
+    code: 'plan_limit_exceeded',
+    detail: `This month's usage events have reached the plan's monthly_usage_events limit of ${s.usageEventsLimit}${lifting ? `; the ${lifting} plan lifts it` : ''}`,
+  };
+}
+
+/** Counts one usage event into this month (after its debit recorded the spend). */
+export function recordUsageEvent(s: CreditState, month: string): void {
+  s.monthEvents = eventsThisMonth(s, month) + 1n;
   s.spendMonth = month;
 }
 

@@ -7,7 +7,14 @@ import type { Static } from 'typebox';
 import { type Actor, can, canSee, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
 import { invalidField } from '../../lib/problem.js';
 import { idem, type LedgerContext, ok } from './ledger.context.js';
-import { CREDITS, checkDebit, checkTeam, SYSTEM } from './ledger.core.js';
+import {
+  CREDITS,
+  checkDebit,
+  checkTeam,
+  checkUsageAllowance,
+  recordUsageEvent,
+  SYSTEM,
+} from './ledger.core.js';
 import { type Book, refusal } from './ledger.engine.js';
 import type { AddCreditsBody, DeductCreditsBody, TransferBody, UsageBody } from './ledger.schema.js';
 import { fmt, nonNegative, positive, viewTransaction } from './ledger.views.js';
@@ -265,6 +272,8 @@ export function createLedgerCredits({
               if (e.tokens_in !== undefined) metadata.tokens_in = e.tokens_in;
               if (e.tokens_out !== undefined) metadata.tokens_out = e.tokens_out;
               if (cost !== undefined) metadata.cost = fmt(cost);
+              const allowance = checkUsageAllowance(book.state(e.organization_id), book.month);
+              if (allowance) return refusal(allowance.code, allowance.detail, ctx.requestId);
               const r = debit(book, e.organization_id, credits, ctx.requestId, {
                 type: 'usage',
                 counter: SYSTEM.usage,
@@ -274,6 +283,7 @@ export function createLedgerCredits({
                 teamId: e.team_id,
               });
               if (r.refused) return r.refused;
+              recordUsageEvent(book.state(e.organization_id), book.month);
               book.countUsage(e.organization_id, e.agent_id, {
                 credits,
                 tokensIn: e.tokens_in ?? 0,

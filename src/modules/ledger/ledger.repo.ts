@@ -1,5 +1,7 @@
 import { type Selectable, sql } from 'kysely';
 import type { Executor } from '../../db/client.js';
+import { pgArray } from '../../db/pg-array.js';
+
 import type { LedgerTransactionsTable } from '../../db/schema.js';
 import { CREDITS, type CreditState, type TeamState } from './ledger.core.js';
 
@@ -28,6 +30,8 @@ interface CreditRow {
   monthly_spending_limit: bigint | null;
   spend_month: string;
   month_spend: bigint;
+  usage_events_limit: bigint | null;
+  month_events: bigint;
   auto_recharge_enabled: boolean;
   auto_recharge_threshold: bigint;
   auto_recharge_amount: bigint;
@@ -44,16 +48,13 @@ function toState(r: CreditRow, active: boolean): CreditState {
     monthlySpendingLimit: r.monthly_spending_limit,
     spendMonth: r.spend_month,
     monthSpend: r.month_spend,
+    usageEventsLimit: r.usage_events_limit,
+    monthEvents: r.month_events,
     autoRechargeEnabled: r.auto_recharge_enabled,
     autoRechargeThreshold: r.auto_recharge_threshold,
     autoRechargeAmount: r.auto_recharge_amount,
     autoRechargePaymentMethod: r.auto_recharge_payment_method,
   };
-}
-
-/** Array literal for a text[]/bigint[] parameter, passed as text so both drivers agree. */
-export function pgArray(values: Array<string | bigint | null>): string {
-  return `{${values.map((v) => (v === null ? 'NULL' : `"${String(v).replace(/["\\]/g, (c) => `\\${c}`)}"`)).join(',')}}`;
 }
 
 /** Creates the `credits` accounts that do not exist yet (idempotent). */
@@ -73,7 +74,8 @@ export async function lockCreditAccounts(
   active: Map<string, boolean>,
 ): Promise<Map<string, CreditState>> {
   const { rows } = await sql<CreditRow>`select organization_id, balance, overdraft_enabled, overdraft_limit,
-      monthly_spending_limit, spend_month, month_spend, auto_recharge_enabled, auto_recharge_threshold,
+      monthly_spending_limit, spend_month, month_spend, usage_events_limit, month_events,
+      auto_recharge_enabled, auto_recharge_threshold,
       auto_recharge_amount, auto_recharge_payment_method
     from ledger_accounts
     where code = ${CREDITS} and organization_id = any(${pgArray(organizationIds)}::text[])
@@ -96,7 +98,8 @@ export async function lockAccountsAndFindRecords(
   const { rows } = await sql<{ kind: 'account' | 'record'; row: Record<string, unknown> }>`with
     locked as (
       select organization_id, balance::text, overdraft_enabled, overdraft_limit::text,
-        monthly_spending_limit::text, spend_month, month_spend::text, auto_recharge_enabled,
+        monthly_spending_limit::text, spend_month, month_spend::text, usage_events_limit::text,
+        month_events::text, auto_recharge_enabled,
         auto_recharge_threshold::text, auto_recharge_amount::text, auto_recharge_payment_method
       from ledger_accounts
       where code = ${CREDITS} and organization_id = any(${pgArray(organizationIds)}::text[])
@@ -125,6 +128,8 @@ export async function lockAccountsAndFindRecords(
       monthly_spending_limit: row.monthly_spending_limit === null ? null : big(row.monthly_spending_limit),
       spend_month: row.spend_month as string,
       month_spend: big(row.month_spend),
+      usage_events_limit: row.usage_events_limit === null ? null : big(row.usage_events_limit),
+      month_events: big(row.month_events),
       auto_recharge_enabled: row.auto_recharge_enabled as boolean,
       auto_recharge_threshold: big(row.auto_recharge_threshold),
       auto_recharge_amount: big(row.auto_recharge_amount),
@@ -167,7 +172,8 @@ export async function findCreditAccount(
   organizationId: string,
 ): Promise<CreditState | undefined> {
   const { rows } = await sql<CreditRow>`select organization_id, balance, overdraft_enabled, overdraft_limit,
-      monthly_spending_limit, spend_month, month_spend, auto_recharge_enabled, auto_recharge_threshold,
+      monthly_spending_limit, spend_month, month_spend, usage_events_limit, month_events,
+      auto_recharge_enabled, auto_recharge_threshold,
       auto_recharge_amount, auto_recharge_payment_method
     from ledger_accounts where organization_id = ${organizationId} and code = ${CREDITS}`.execute(db);
   return rows[0] ? toState(rows[0], true) : undefined;
@@ -184,6 +190,7 @@ export async function findAccountBalance(
 }
 
 export interface CreditPolicy {
+  usage_events_limit?: bigint | null;
   overdraft_enabled?: boolean;
   overdraft_limit?: bigint;
   monthly_spending_limit?: bigint | null;
@@ -239,10 +246,12 @@ export async function writeBatch(
   const { rows } = await sql<{ n: bigint }>`with
     credits as (
       update ledger_accounts a
-      set balance = v.balance, spend_month = v.spend_month, month_spend = v.month_spend, updated_at = now()
+      set balance = v.balance, spend_month = v.spend_month, month_spend = v.month_spend,
+        month_events = v.month_events, updated_at = now()
       from unnest(${col(states, (s) => s.organizationId)}::text[], ${col(states, (s) => s.balance)}::bigint[],
-                  ${col(states, (s) => s.spendMonth)}::text[], ${col(states, (s) => s.monthSpend)}::bigint[])
-        as v(organization_id, balance, spend_month, month_spend)
+                  ${col(states, (s) => s.spendMonth)}::text[], ${col(states, (s) => s.monthSpend)}::bigint[],
+                  ${col(states, (s) => s.monthEvents)}::bigint[])
+        as v(organization_id, balance, spend_month, month_spend, month_events)
       where a.organization_id = v.organization_id and a.code = ${CREDITS}
       returning 1),
     others as (
@@ -380,4 +389,28 @@ export async function countLedger(db: Executor): Promise<{ transactions: number;
   const { rows } = await sql<{ t: bigint; a: bigint }>`select
     (select count(*) from ledger_transactions) as t, (select count(*) from ledger_accounts) as a`.execute(db);
   return { transactions: Number(rows[0]?.t ?? 0), accounts: Number(rows[0]?.a ?? 0) };
+}
+
+export interface UsageTotals {
+  events: bigint;
+  credits: bigint;
+  tokens_in: bigint;
+  tokens_out: bigint;
+  cost: bigint;
+}
+
+/** Sums the daily roll-ups of each organization over [from, to] (inclusive UTC days), in one query. */
+export async function sumUsageByOrganization(
+  db: Executor,
+  organizationIds: string[],
+  from: string,
+  to: string,
+): Promise<Map<string, UsageTotals>> {
+  const { rows } = await sql<UsageTotals & { organization_id: string }>`
+    select organization_id, sum(events)::bigint as events, sum(credits)::bigint as credits,
+      sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out, sum(cost)::bigint as cost
+    from usage_daily
+    where organization_id = any(${pgArray(organizationIds)}::text[]) and day between ${from}::date and ${to}::date
+    group by organization_id`.execute(db);
+  return new Map(rows.map(({ organization_id, ...t }) => [organization_id, t]));
 }

@@ -183,6 +183,10 @@ export const BalanceResponse = Type.Object({
   month: Type.String({ description: 'The calendar month (UTC) that month_spend covers' }),
   month_spend: Type.String(),
   monthly_spending_limit: Nullable(Type.String()),
+  month_usage_events: Type.Integer({ description: 'Usage events recorded this month' }),
+  usage_events_limit: Nullable(
+    Type.Integer({ description: "The plan's monthly allowance; null: unlimited" }),
+  ),
   auto_recharge: Type.Object({
     enabled: Type.Boolean(),
     threshold: Type.String(),

@@ -2,7 +2,7 @@ import type { Db } from '../../db/client.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { createLedgerAccounts } from './ledger.accounts.js';
-import { createLedgerContext } from './ledger.context.js';
+import { createLedgerContext, type SettingsGuard } from './ledger.context.js';
 import { createLedgerCredits } from './ledger.credits.js';
 import { createLedgerEngine } from './ledger.engine.js';
 import { createLedgerHolds } from './ledger.holds.js';
@@ -39,7 +39,9 @@ export function createLedgerService(deps: LedgerDeps) {
     lanes: deps.lanes,
     maxBatch: 1000,
   });
+  const settingsGuards: SettingsGuard[] = [];
   const shared = createLedgerContext({
+    settingsGuards,
     db,
     organizations,
     payments,
@@ -49,6 +51,8 @@ export function createLedgerService(deps: LedgerDeps) {
   });
   return {
     engine,
+    /** Add a check that credit settings must pass (another module's rule). */
+    guardSettings: (guard: SettingsGuard) => settingsGuards.push(guard),
     ...createLedgerAccounts(shared),
     ...createLedgerCredits(shared),
     ...createLedgerHolds(shared),

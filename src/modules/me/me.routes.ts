@@ -13,10 +13,15 @@ const MembershipView = Type.Object({
   name: Type.String(),
   slug: Type.String(),
   active: Type.Boolean(),
+  parent_id: Type.Union([Type.String(), Type.Null()]),
   role: Type.String(),
+  via: Type.Union([Type.Literal('member'), Type.Literal('oversight'), Type.Literal('join_as')], {
+    description:
+      'member: a membership; oversight: owner/admin of a parent organization; join_as: joined as the role',
+  }),
 });
 
-const MeResponse = Type.Object({
+export const MeResponse = Type.Object({
   user: Type.Object({
     id: Type.String(),
     name: Type.String(),
@@ -25,6 +30,17 @@ const MeResponse = Type.Object({
   }),
   organizations: Type.Array(MembershipView),
   active_organization: Type.Union([MembershipView, Type.Null()]),
+  joined_as: Type.Union(
+    [
+      Type.Object({
+        organization_id: Type.String(),
+        role: Type.String(),
+        return_organization_id: Type.Union([Type.String(), Type.Null()]),
+      }),
+      Type.Null(),
+    ],
+    { description: 'Set while the session acts in a sub-organization through "join as"' },
+  ),
 });
 
 export const meRoutes =

@@ -1,5 +1,5 @@
-import type { Db } from '../../db/client.js';
-import type { RequestContext } from '../../lib/authz.js';
+import type { Db, Tx } from '../../db/client.js';
+import type { RequestContext, Role } from '../../lib/authz.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 
@@ -49,6 +49,51 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
     activeOrganizationId,
     setActive,
 
+    /** The sub-organization this session joined as a role, as stored (the caller checks it still may). */
+    async joinedOf(sessionId: string) {
+      const row = await db
+        .selectFrom('session_contexts')
+        .select(['joined_organization_id', 'joined_role', 'return_organization_id'])
+        .where('session_id', '=', sessionId)
+        .executeTakeFirst();
+      if (!row?.joined_organization_id || !row.joined_role) return undefined;
+      return {
+        organizationId: row.joined_organization_id,
+        role: row.joined_role as Role,
+        returnTo: row.return_organization_id,
+      };
+    },
+
+    /** Switches the session into `organizationId` as `role`; leaving returns to `returnTo`. */
+    async join(tx: Tx, sessionId: string, organizationId: string, role: Role, returnTo: string | null) {
+      const joined = {
+        active_organization_id: organizationId,
+        joined_organization_id: organizationId,
+        joined_role: role,
+        return_organization_id: returnTo,
+      };
+      await tx
+        .insertInto('session_contexts')
+        .values({ session_id: sessionId, ...joined })
+        .onConflict((oc) => oc.column('session_id').doUpdateSet({ ...joined, updated_at: new Date() }))
+        .execute();
+    },
+
+    /** Ends "join as": the session is back where it was before it joined. */
+    async leave(tx: Tx, sessionId: string, returnTo: string) {
+      await tx
+        .updateTable('session_contexts')
+        .set({
+          active_organization_id: returnTo,
+          joined_organization_id: null,
+          joined_role: null,
+          return_organization_id: null,
+          updated_at: new Date(),
+        })
+        .where('session_id', '=', sessionId)
+        .execute();
+    },
+
     async me(ctx: RequestContext) {
       const actor = ctx.actor;
       if (actor.type !== 'user') throw new AppError('forbidden', '/api/me describes a signed-in user');
@@ -61,18 +106,34 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
       const orgs = ids.length
         ? await db
             .selectFrom('organizations')
-            .select(['id', 'name', 'slug', 'active'])
+            .select(['id', 'name', 'slug', 'active', 'parent_id'])
             .where('id', 'in', ids)
             .where('deleted_at', 'is', null)
             .orderBy('id')
             .execute()
         : [];
       const active = orgs.length ? await activeOrganizationId(ctx) : null;
-      const list = orgs.map((o) => ({ ...o, role: actor.roles.get(o.id) as string }));
+      const list = orgs.map((o) => ({
+        ...o,
+        role: actor.roles.get(o.id) as string,
+        via:
+          actor.joined?.organizationId === o.id
+            ? ('join_as' as const)
+            : actor.oversight?.has(o.id)
+              ? ('oversight' as const)
+              : ('member' as const),
+      }));
       return {
         user: { id: user.id, name: user.name, email: user.email, created_at: user.created_at.toISOString() },
         organizations: list,
         active_organization: list.find((o) => o.id === active) ?? null,
+        joined_as: actor.joined
+          ? {
+              organization_id: actor.joined.organizationId,
+              role: actor.joined.role,
+              return_organization_id: actor.joined.returnTo,
+            }
+          : null,
       };
     },
 

@@ -6,6 +6,7 @@ import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagina
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
+import type { CapacityCheck } from '../plans/plans.catalog.js';
 import * as repo from './members.repo.js';
 import type { AddMemberBody, MemberResponse } from './members.schema.js';
 
@@ -35,6 +36,8 @@ export function createMembersService(deps: {
   db: Db;
   audit: AuditService;
   organizations: OrganizationsService;
+  /** The plan's member limit, checked when someone joins. */
+  capacity?: CapacityCheck;
 }) {
   const { db, audit, organizations } = deps;
 
@@ -102,7 +105,13 @@ export function createMembersService(deps: {
       return { members: rows.map(view) };
     },
 
+    /** Refuses (402) when the plan has no room for another member. */
+    checkCapacity: async (tx: Tx, organizationId: string) => deps.capacity?.(tx, organizationId, 'members'),
+
     async addExisting(tx: Tx, ctx: RequestContext, organizationId: string, userId: string, role: Role) {
+      if (await repo.findMember(tx, organizationId, userId))
+        throw new AppError('already_member', 'The user is already a member');
+      await deps.capacity?.(tx, organizationId, 'members');
       if (!(await repo.insertMember(tx, { organization_id: organizationId, user_id: userId, role })))
         throw new AppError('already_member', 'The user is already a member');
       await record(tx, ctx, organizationId, 'member.added', userId, { role: { before: null, after: role } });

@@ -1,5 +1,6 @@
-import type { Selectable } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import type { Executor } from '../../db/client.js';
+import { pgArray } from '../../db/pg-array.js';
 import type { OrganizationsTable } from '../../db/schema.js';
 
 export type OrganizationRow = Selectable<OrganizationsTable>;
@@ -14,13 +15,14 @@ export interface NewOrganizationRow {
   billing_rate_per_agent: bigint;
   currency: string;
   parent_id: string | null;
+  plan?: string;
 }
 
 export type OrganizationPatch = Partial<
   Pick<
     NewOrganizationRow,
     'name' | 'slug' | 'description' | 'contact_name' | 'contact_email' | 'billing_rate_per_agent' | 'currency'
-  > & { active: boolean }
+  > & { active: boolean; plan: string; parent_id: string | null; branding: string }
 >;
 
 export async function findOrganization(
@@ -152,4 +154,61 @@ export async function findLiveStates(db: Executor, ids: string[]): Promise<Map<s
     .where('deleted_at', 'is', null)
     .execute();
   return new Map(rows.map((r) => [r.id, { active: r.active }]));
+}
+
+export interface TreeNode {
+  id: string;
+  parent_id: string | null;
+  plan: string;
+  /** Levels below the organization the walk started from (its ancestors: above). */
+  depth: number;
+}
+
+/** Every live organization below `rootIds` (not the roots themselves), nearest first. */
+export async function findDescendants(db: Executor, rootIds: string[]): Promise<TreeNode[]> {
+  if (rootIds.length === 0) return [];
+  const { rows } = await sql<TreeNode>`with recursive tree as (
+      select o.id, o.parent_id, o.plan, 1 as depth from organizations o
+      where o.parent_id = any(${pgArray(rootIds)}::text[]) and o.deleted_at is null
+      union all
+      select c.id, c.parent_id, c.plan, t.depth + 1 from organizations c
+      join tree t on c.parent_id = t.id
+      where c.deleted_at is null)
+    select id, parent_id, plan, depth::int as depth from tree order by depth, id`.execute(db);
+  return rows;
+}
+
+/** The organization and its ancestors, itself first (depth 0), then parent (1), up to the top. */
+export async function findAncestry(db: Executor, id: string): Promise<TreeNode[]> {
+  const { rows } = await sql<TreeNode>`with recursive chain as (
+      select o.id, o.parent_id, o.plan, 0 as depth from organizations o where o.id = ${id}
+      union all
+      select p.id, p.parent_id, p.plan, c.depth + 1 from organizations p join chain c on p.id = c.parent_id)
+    select id, parent_id, plan, depth::int as depth from chain order by depth`.execute(db);
+  return rows;
+}
+
+/** Live direct children of an organization, newest first (`beforeId`: the previous page's last id). */
+export async function findChildren(
+  db: Executor,
+  parentId: string,
+  opts: { beforeId: string | undefined; limit: number },
+): Promise<OrganizationRow[]> {
+  let q = db
+    .selectFrom('organizations')
+    .selectAll()
+    .where('parent_id', '=', parentId)
+    .where('deleted_at', 'is', null);
+  if (opts.beforeId !== undefined) q = q.where('id', '<', opts.beforeId);
+  return q.orderBy('id', 'desc').limit(opts.limit).execute();
+}
+
+/** Names, currencies and parents of these organizations (live or not), for reports. */
+export async function findSummaries(db: Executor, ids: string[]) {
+  if (ids.length === 0) return [];
+  return db
+    .selectFrom('organizations')
+    .select(['id', 'name', 'slug', 'currency', 'parent_id', 'plan'])
+    .where('id', 'in', ids)
+    .execute();
 }

@@ -208,8 +208,20 @@ export function createOrganizationsService(deps: {
     /** Which of `ids` are live organizations, and whether each is active (for the ledger's hot path). */
     liveStates,
 
-    async create(ctx: RequestContext, input: CreateInput): Promise<OrganizationView> {
-      authorize(ctx, ['organization:create'], null);
+    /**
+     * Creates an organization. `within` makes it a sub-organization (the caller checked the
+     * parent's rules) and runs `inTransaction` in the creating transaction, after the lifecycle hooks.
+     */
+    async create(
+      ctx: RequestContext,
+      input: CreateInput,
+      within?: {
+        parentId: string;
+        plan: string;
+        inTransaction: (tx: Tx, created: OrganizationView) => Promise<void>;
+      },
+    ): Promise<OrganizationView> {
+      if (!within) authorize(ctx, ['organization:create'], null);
       const row = {
         id: newId('org'),
         name: input.name,
@@ -218,7 +230,8 @@ export function createOrganizationsService(deps: {
         contact_email: input.contact_email ?? null,
         billing_rate_per_agent: parseRate(input.billing_rate_per_agent) ?? 0n,
         currency: input.currency ?? 'USD',
-        parent_id: null,
+        parent_id: within?.parentId ?? null,
+        ...(within ? { plan: within.plan } : {}),
       };
       return db.transaction().execute(async (tx) => {
         let created: repo.OrganizationRow | undefined;
@@ -241,8 +254,37 @@ export function createOrganizationsService(deps: {
           targetId: created.id,
           changes,
         });
+        if (within) await within.inTransaction(tx, view);
         return view;
       });
+    },
+
+    /** A page of an organization's direct children (no permission check: the caller made one). */
+    childrenPage: (ex: Executor, parentId: string, opts: { beforeId: string | undefined; limit: number }) =>
+      repo.findChildren(ex, parentId, opts),
+
+    summaries: (ex: Executor, ids: string[]) => repo.findSummaries(ex, ids),
+
+    countChildren: (ex: Executor, id: string) => repo.countSubOrganizations(ex, id),
+
+    /** Every live organization below these (not themselves), nearest first. */
+    descendantsOf: (ex: Executor, ids: string[]) => repo.findDescendants(ex, ids),
+
+    /** The organization, then its parent, up to its top-level organization. */
+    ancestryOf: (ex: Executor, id: string) => repo.findAncestry(ex, id),
+
+    /** Changes plan, parent or branding: the callers (plans, sub-organizations) audit the change. */
+    async setFields(
+      tx: Tx,
+      id: string,
+      patch: { plan?: string; parent_id?: string | null; branding?: Record<string, unknown> },
+    ): Promise<OrganizationView> {
+      const { branding, ...rest } = patch;
+      const row = await repo.updateOrganization(tx, id, {
+        ...rest,
+        ...(branding ? { branding: JSON.stringify(branding) } : {}),
+      });
+      return toView(row);
     },
 
     async list(
