@@ -58,11 +58,25 @@ function messageOf(err: ErrorObject): string {
 /** Turns Ajv's errors into `{field, message}`: one per field, the most useful first. */
 export function toFieldErrors(errors: ErrorObject[]): FieldError[] {
   const out = new Map<string, string>();
+  // A union of constants (an enum written as literals) fails once per branch: name them all.
+  const allowed = new Map<string, unknown[]>();
+  for (const e of errors)
+    if (e.keyword === 'const') {
+      const field = fieldOf(e) || '(body)';
+      allowed.set(field, [...(allowed.get(field) ?? []), e.params.allowedValue]);
+    }
   // anyOf/oneOf wrap their branches' errors; the branch errors say more.
   for (const e of errors) {
     if (e.keyword === 'anyOf' || e.keyword === 'oneOf' || e.keyword === 'if') continue;
     const field = fieldOf(e) || '(body)';
-    if (!out.has(field)) out.set(field, messageOf(e));
+    const values = allowed.get(field);
+    if (!out.has(field))
+      out.set(
+        field,
+        e.keyword === 'const' && values
+          ? `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`
+          : messageOf(e),
+      );
   }
   if (out.size === 0 && errors[0]) out.set(fieldOf(errors[0]) || '(body)', messageOf(errors[0]));
   return [...out].map(([field, message]) => ({ field, message }));

@@ -157,6 +157,13 @@ describe('POST /api/organizations', () => {
     if (field) expect(problem.errors.map((e: { field: string }) => e.field)).toContain(field);
     expect(await tableCounts(t.db)).toEqual(before);
   });
+
+  it('names the allowed values of a field that takes one of a few', async () => {
+    const res = await create({ name: 'ok', currency: 'JPY' });
+    expect(res.json().errors).toEqual([
+      { field: 'currency', message: 'must be one of "USD", "EUR", "GBP", "NGN", "CAD", "AUD"' },
+    ]);
+  });
 });
 
 describe('GET /api/organizations', () => {
