@@ -76,6 +76,21 @@ export interface Database {
   subscriptions: SubscriptionsTable;
   organization_features: OrganizationFeaturesTable;
   organization_domains: OrganizationDomainsTable;
+  organization_rate_history: OrganizationRateHistoryTable;
+  agent_rate_history: AgentRateHistoryTable;
+}
+
+/** Written by triggers (migration 0009): read-only to the code. */
+export interface OrganizationRateHistoryTable {
+  organization_id: string;
+  changed_at: Date;
+  rate: bigint;
+}
+
+export interface AgentRateHistoryTable {
+  agent_id: string;
+  changed_at: Date;
+  billing_rate: bigint | null;
 }
 
 export interface SubscriptionsTable {

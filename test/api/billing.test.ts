@@ -292,6 +292,56 @@ describe('pro-rated revenue', () => {
     expect(summaryB.data).toEqual([{ month: '2026-09', revenue: '37.683333', agents: 3, ...NO_USAGE }]);
   });
 
+  it('bills each day at the rate in force at its end: past months keep their rates', async () => {
+    const c = await org({ billing_rate_per_agent: '31' });
+    const a = await agent({ organization_id: c.id });
+    const b = await agent({ organization_id: c.id, billing_rate: '62' });
+    for (const x of [a, b]) await setHistory(x.id, [[c.id, '2026-10-01T00:00:00Z', null]]);
+    // The API stamps rate changes "now"; move the history to October to replay those changes then.
+    const patch = (url: string, payload: Json) => t.call({ method: 'PATCH', url, payload });
+    expect((await patch(`/api/organizations/${c.id}`, { billing_rate_per_agent: '62' })).statusCode).toBe(
+      200,
+    );
+    expect((await patch(`/api/agents/${b.id}`, { billing_rate: '93' })).statusCode).toBe(200);
+    const db = t.db.db;
+    await db
+      .updateTable('organization_rate_history')
+      .set({ changed_at: new Date('2026-01-01T00:00:00Z') })
+      .where('organization_id', '=', c.id)
+      .where('rate', '=', 31_000_000n)
+      .execute();
+    await db
+      .updateTable('organization_rate_history')
+      .set({ changed_at: new Date('2026-10-16T12:00:00Z') })
+      .where('organization_id', '=', c.id)
+      .where('rate', '=', 62_000_000n)
+      .execute();
+    await db
+      .updateTable('agent_rate_history')
+      .set({ changed_at: new Date('2026-01-01T00:00:00Z') })
+      .where('agent_id', '=', b.id)
+      .where('billing_rate', '=', 62_000_000n)
+      .execute();
+    await db
+      .updateTable('agent_rate_history')
+      .set({ changed_at: new Date('2026-10-21T00:00:00Z') })
+      .where('agent_id', '=', b.id)
+      .where('billing_rate', '=', 93_000_000n)
+      .execute();
+
+    const oct = await billingByAgent(c.id, '2026-10');
+    // a has no rate of its own: days 1-15 at 31, the 16th (changed at noon) and after at 62:
+    // (15 × 31 + 16 × 62) / 31 = 47.
+    expect(oct.get(a.id)).toMatchObject({ days_assigned: 31, rate: '62.00', revenue: '47.00' });
+    // b's own rate: 62 to the 20th, 93 from the 21st (a change at midnight belongs to the new day):
+    // (20 × 62 + 11 × 93) / 31 = 73.
+    expect(oct.get(b.id)).toMatchObject({ days_assigned: 31, rate: '93.00', revenue: '73.00' });
+    // September, before any change: the rates of then.
+    await setHistory(a.id, [[c.id, '2026-09-01T00:00:00Z', null]]);
+    const sept = await billingByAgent(c.id, '2026-09');
+    expect(sept.get(a.id)).toMatchObject({ days_assigned: 30, rate: '31.00', revenue: '31.00' });
+  });
+
   it('rounds half up to the micro-unit, per agent', async () => {
     const c = await org({ billing_rate_per_agent: '10' });
     const internal = (await ok('/api/organizations/internal')).id as string;

@@ -1,5 +1,6 @@
-import type { Selectable } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import type { Executor } from '../../db/client.js';
+import { pgArray } from '../../db/pg-array.js';
 import type { AgentsTable } from '../../db/schema.js';
 
 export type AgentRow = Selectable<AgentsTable>;
@@ -108,4 +109,23 @@ export async function findAgentOrganizations(db: Executor, ids: string[]): Promi
     .where('deleted_at', 'is', null)
     .execute();
   return new Map(rows.map((r) => [r.id, r.organization_id]));
+}
+
+/** Each of these agents' own-rate history, oldest first (a few rows each). */
+export async function findRateHistories(
+  db: Executor,
+  agentIds: string[],
+): Promise<Map<string, Array<{ at: Date; rate: bigint | null }>>> {
+  const out = new Map<string, Array<{ at: Date; rate: bigint | null }>>();
+  if (agentIds.length === 0) return out;
+  const { rows } = await sql<{ agent_id: string; changed_at: Date; billing_rate: bigint | null }>`
+    select agent_id, changed_at, billing_rate from agent_rate_history
+    where agent_id = any(${pgArray(agentIds)}::text[])
+    order by agent_id, changed_at`.execute(db);
+  for (const r of rows) {
+    const list = out.get(r.agent_id) ?? [];
+    list.push({ at: r.changed_at, rate: r.billing_rate });
+    out.set(r.agent_id, list);
+  }
+  return out;
 }

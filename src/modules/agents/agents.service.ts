@@ -262,6 +262,9 @@ export function createAgentsService(deps: {
 
     countAgents: (ex: Executor, organizationId: string) => repo.countAgents(ex, organizationId),
 
+    /** Agents' own rates over time , for billing past months at their rates. */
+    rateHistories: (ex: Executor, ids: string[]) => repo.findRateHistories(ex, ids),
+
     /** Where each live agent among `ids` works: for attributing usage. */
     organizationsOf: (ids: string[]) => repo.findAgentOrganizations(db, ids),
 

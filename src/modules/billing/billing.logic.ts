@@ -39,6 +39,11 @@ export function monthsBetween(from: string, to: string): string[] {
  * day touched for any part of it.
  */
 export function daysCovered(month: Month, intervals: Array<{ from: Date; to: Date | null }>): number {
+  return coveredDays(month, intervals).length;
+}
+
+/** The covered days themselves, as day numbers since the epoch, in order. */
+function coveredDays(month: Month, intervals: Array<{ from: Date; to: Date | null }>): number[] {
   const days = new Set<number>();
   for (const { from, to } of intervals) {
     const a = Math.max(from.getTime(), month.start.getTime());
@@ -46,7 +51,7 @@ export function daysCovered(month: Month, intervals: Array<{ from: Date; to: Dat
     if (b <= a) continue;
     for (let d = Math.floor(a / DAY_MS); d <= Math.floor((b - 1) / DAY_MS); d++) days.add(d);
   }
-  return days.size;
+  return [...days].sort((x, y) => x - y);
 }
 
 /** rate × days / daysInMonth, in micro-units, rounded half up. */
@@ -54,4 +59,44 @@ export function prorate(rateMicros: bigint, days: number, daysInMonth: number): 
   const num = rateMicros * BigInt(days) * 2n;
   const den = BigInt(daysInMonth) * 2n;
   return (num + den / 2n) / den;
+}
+
+/** A rate's history: each entry holds from `at` until the next one. `rate` null: none of its own. */
+export type RateHistory = ReadonlyArray<{ at: Date; rate: bigint | null }>;
+
+/**
+ * The entry in force at `t` (the last one before it). Before the first entry, the first one:
+ * the earliest rate known is taken to have held since the beginning (as for rates set before
+ * history was kept). Undefined only for an empty history.
+ */
+export function rateAt(history: RateHistory, t: Date): bigint | null | undefined {
+  let found = history[0]?.rate;
+  for (const h of history) {
+    if (h.at.getTime() >= t.getTime()) break;
+    found = h.rate;
+  }
+  return found;
+}
+
+/**
+ * Revenue of an agent for the days of `month` it covered: each day at the rate in force at the
+ * end of that day (the agent's own rate, else its organization's), summed, then divided by the
+ * days in the month and rounded half up once. With one rate all month this is
+ * prorate(rate, days, month.days).
+ */
+export function billDays(
+  month: Month,
+  intervals: Array<{ from: Date; to: Date | null }>,
+  agentRates: RateHistory,
+  organizationRates: RateHistory,
+): { days: number; revenue: bigint; rate: bigint } {
+  const days = coveredDays(month, intervals);
+  let sum = 0n;
+  let rate = 0n;
+  for (const d of days) {
+    const end = new Date((d + 1) * DAY_MS);
+    rate = rateAt(agentRates, end) ?? rateAt(organizationRates, end) ?? 0n;
+    sum += rate;
+  }
+  return { days: days.length, revenue: prorate(sum, 1, month.days), rate };
 }

@@ -6,7 +6,7 @@ import { formatAmount, formatMoney } from '../../lib/money.js';
 import { invalidField } from '../../lib/problem.js';
 import type { AgentsService } from '../agents/agents.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
-import { daysCovered, type Month, monthKey, monthOf, monthsBetween, prorate } from './billing.logic.js';
+import { billDays, type Month, monthKey, monthOf, monthsBetween } from './billing.logic.js';
 
 const MonthString = Type.String({
   // Years from 1000: Date.UTC reads years 0-99 as 1900-1999.
@@ -161,20 +161,29 @@ export function createBillingService(deps: {
 
   const dateOf = (d: Date) => d.toISOString().slice(0, 10);
 
+  /** The latest rate of a history (for the record of an agent billed no day of the month). */
+  const lastRate = (h: ReadonlyArray<{ rate: bigint | null }>) => h.at(-1)?.rate ?? 0n;
+
   /**
    * Per-agent records of each month in `months` (one range of consecutive months): two reads
    * for the whole range, whatever its length.
    */
-  async function records(orgId: string, months: Month[], orgRate: bigint) {
+  async function records(orgId: string, months: Month[]) {
     const start = months.reduce((a, m) => (m.start < a ? m.start : a), months[0]?.start as Date);
     const end = months.reduce((a, m) => (m.end > a ? m.end : a), months[0]?.end as Date);
-    const [assignments, usage] = await Promise.all([
+    const [assignments, usage, orgRates] = await Promise.all([
       agents.assignmentsDuring(db, orgId, start, end),
       usageByMonthAndAgent(orgId, dateOf(start), dateOf(end)),
+      organizations.rateHistories(db, [orgId]),
     ]);
     const allIds = new Set(assignments.map((a) => a.agent_id));
     for (const m of usage.values()) for (const id of m.keys()) if (id !== '') allIds.add(id);
-    const byId = new Map((await agents.byIds(db, [...allIds])).map((a) => [a.id, a]));
+    const [agentRows, agentRates] = await Promise.all([
+      agents.byIds(db, [...allIds]),
+      agents.rateHistories(db, [...allIds]),
+    ]);
+    const byId = new Map(agentRows.map((a) => [a.id, a]));
+    const organizationRates = orgRates.get(orgId) ?? [];
     return months.map((month) => {
       const monthUsage = usage.get(month.key) ?? new Map<string, UsageTotals>();
       const inMonth = assignments.filter(
@@ -184,17 +193,18 @@ export function createBillingService(deps: {
         ...new Set([...inMonth.map((a) => a.agent_id), ...[...monthUsage.keys()].filter((k) => k !== '')]),
       ].sort();
       const rows = ids.map((id) => {
-        const days = daysCovered(
+        const bill = billDays(
           month,
           inMonth.filter((a) => a.agent_id === id).map((a) => ({ from: a.assigned_at, to: a.unassigned_at })),
+          agentRates.get(id) ?? [],
+          organizationRates,
         );
-        const rate = byId.get(id)?.billing_rate ?? orgRate;
         return {
           agent_id: id as string | null,
           agent_name: byId.get(id)?.name ?? null,
-          days_assigned: days,
-          rate,
-          revenue: prorate(rate, days, month.days),
+          days_assigned: bill.days,
+          rate: bill.days > 0 ? bill.rate : (byId.get(id)?.billing_rate ?? lastRate(organizationRates)),
+          revenue: bill.revenue,
           usage: monthUsage.get(id) ?? ZERO,
         };
       });
@@ -227,7 +237,7 @@ export function createBillingService(deps: {
     ): Promise<Static<typeof BillingResponse>> {
       const org = await resolve(ctx, idOrSlug, 'billing:read');
       const month = monthOf(query.month ?? monthKey(new Date()));
-      const rows = (await records(org.id, [month], org.billing_rate_per_agent))[0]?.rows ?? [];
+      const rows = (await records(org.id, [month]))[0]?.rows ?? [];
       return {
         organization_id: org.id,
         month: month.key,
@@ -259,7 +269,7 @@ export function createBillingService(deps: {
       const keys = monthsBetween(from, to);
       if (keys.length > 120) throw invalidField('from', 'covers more than 120 months');
       const data = [];
-      for (const { month, rows } of await records(org.id, keys.map(monthOf), org.billing_rate_per_agent)) {
+      for (const { month, rows } of await records(org.id, keys.map(monthOf))) {
         if (rows.length === 0) continue;
         const usage = rows.reduce((acc, r) => add(acc, r.usage), ZERO);
         const revenue = rows.reduce((acc, r) => acc + r.revenue, 0n);
@@ -294,18 +304,16 @@ export function createBillingService(deps: {
         (orgIds.length
           ? await db
               .selectFrom('organizations')
-              .select(['id', 'currency', 'billing_rate_per_agent'])
+              .select(['id', 'currency'])
               .where('id', 'in', orgIds)
               .execute()
           : []
         ).map((o) => [o.id, o]),
       );
-      const rates = new Map(
-        (await agents.byIds(db, [...new Set(assignments.map((a) => a.agent_id))])).map((a) => [
-          a.id,
-          a.billing_rate,
-        ]),
-      );
+      const [agentRates, orgRates] = await Promise.all([
+        agents.rateHistories(db, [...new Set(assignments.map((a) => a.agent_id))]),
+        organizations.rateHistories(db, orgIds),
+      ]);
       const money = new Map<string, { revenue: bigint; cost: bigint }>();
       const bucket = (currency: string) => {
         const b = money.get(currency) ?? { revenue: 0n, cost: 0n };
@@ -321,8 +329,12 @@ export function createBillingService(deps: {
         const [orgId, agentId] = k.split('\u0000') as [string, string];
         const org = orgs.get(orgId);
         if (!org) continue;
-        const rate = rates.get(agentId) ?? org.billing_rate_per_agent;
-        bucket(org.currency).revenue += prorate(rate, daysCovered(month, list), month.days);
+        bucket(org.currency).revenue += billDays(
+          month,
+          list,
+          agentRates.get(agentId) ?? [],
+          orgRates.get(orgId) ?? [],
+        ).revenue;
       }
       let total = ZERO;
       for (const r of usage.rows) {

@@ -212,3 +212,22 @@ export async function findSummaries(db: Executor, ids: string[]) {
     .where('id', 'in', ids)
     .execute();
 }
+
+/** Each of these organizations' billing_rate_per_agent history, oldest first (a few rows each). */
+export async function findRateHistories(
+  db: Executor,
+  organizationIds: string[],
+): Promise<Map<string, Array<{ at: Date; rate: bigint | null }>>> {
+  const out = new Map<string, Array<{ at: Date; rate: bigint | null }>>();
+  if (organizationIds.length === 0) return out;
+  const { rows } = await sql<{ organization_id: string; changed_at: Date; rate: bigint }>`
+    select organization_id, changed_at, rate from organization_rate_history
+    where organization_id = any(${pgArray(organizationIds)}::text[])
+    order by organization_id, changed_at`.execute(db);
+  for (const r of rows) {
+    const list = out.get(r.organization_id) ?? [];
+    list.push({ at: r.changed_at, rate: r.rate });
+    out.set(r.organization_id, list);
+  }
+  return out;
+}

@@ -267,6 +267,9 @@ export function createOrganizationsService(deps: {
 
     countChildren: (ex: Executor, id: string) => repo.countSubOrganizations(ex, id),
 
+    /** billing_rate_per_agent over time , for billing past months at their rates. */
+    rateHistories: (ex: Executor, ids: string[]) => repo.findRateHistories(ex, ids),
+
     /** Every live organization below these (not themselves), nearest first. */
     descendantsOf: (ex: Executor, ids: string[]) => repo.findDescendants(ex, ids),
 
