@@ -19,7 +19,7 @@ export const ErrorCodes = {
   invitation_pending: { status: 409, title: 'An invitation to this email is already pending' },
   email_mismatch: { status: 403, title: 'The invitation was sent to another email address' },
   invitation_gone: { status: 410, title: 'The invitation has expired, was revoked or was already used' },
-  default_organization_protected: { status: 409, title: 'The default organization cannot be deleted' },
+  default_organization_protected: { status: 409, title: 'The default organization is protected' },
   organization_has_sub_organizations: {
     status: 409,
     title: 'The organization still has sub-organizations',

@@ -402,6 +402,7 @@ async function exec(m: Model, c: Cmd): Promise<boolean[]> {
       if (canDebit(from, amount)) {
         expect(res.statusCode, `${where}: ${res.body}`).toBe(201);
         from.available -= amount;
+        from.spend += amount;
         to.available += amount;
         m.transactions += 2;
         expect(res.json(), where).toMatchObject({

@@ -133,6 +133,8 @@ export function createDomainsService(deps: {
       authorize(ctx, ['domains:manage'], org.id);
       const row = await loadDomain(db, org.id, domainId);
       if (row.status === 'verified') return view(row);
+      // A plan that lost custom domains keeps their list, but proves no new one.
+      await features.require(db, org.id, 'custom_domains');
       const expected = view(row).verification;
       let records: string[];
       try {

@@ -346,6 +346,9 @@ export function createInvitationsService(deps: {
      */
     async accept(ctx: RequestContext | undefined, token: string, body: Static<typeof AcceptInvitationBody>) {
       const row = await usable(token);
+      // Before an account is made for the invitee: a full organization refuses now, not after
+      // the sign-up (the check repeats under lock when the member is added).
+      await db.transaction().execute((tx) => deps.members.checkCapacity(tx, row.organization_id));
       let userId: string;
       let sessionId: string | null = null;
       let sessionHeaders: Headers | undefined;

@@ -162,7 +162,9 @@ export function createLedgerCredits({
           body.metadata ?? {},
         ]),
         run: (book) => {
-          const refused = checkDebit(book.state(from.id), amount, book.month, false, fmt);
+          // What leaves by transfer counts against the sender's monthly limit like any spend:
+          // else a sub-organization could move its credits past the cap its parent set.
+          const refused = checkDebit(book.state(from.id), amount, book.month, true, fmt);
           if (refused) return refusal(refused.code, refused.detail, ctx.requestId);
           const meta = body.metadata ?? {};
           const out = book.post(from.id, {
@@ -172,6 +174,7 @@ export function createLedgerCredits({
               [CREDITS, -amount],
               [SYSTEM.transfers, amount],
             ],
+            spend: amount,
             description: body.description ?? null,
             metadata: { ...meta, to_organization_id: to.id },
             actor: ctx.actor,

@@ -218,6 +218,8 @@ export function createOrganizationsService(deps: {
       within?: {
         parentId: string;
         plan: string;
+        /** Run in the creating transaction before the organization is written. */
+        beforeInsert: (tx: Tx) => Promise<void>;
         inTransaction: (tx: Tx, created: OrganizationView) => Promise<void>;
       },
     ): Promise<OrganizationView> {
@@ -234,6 +236,7 @@ export function createOrganizationsService(deps: {
         ...(within ? { plan: within.plan } : {}),
       };
       return db.transaction().execute(async (tx) => {
+        if (within) await within.beforeInsert(tx);
         let created: repo.OrganizationRow | undefined;
         if (input.slug !== undefined) {
           created = await repo.insertOrganization(tx, { ...row, slug: input.slug });

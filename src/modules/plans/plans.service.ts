@@ -1,6 +1,6 @@
 import type { Db, Executor, Tx } from '../../db/client.js';
-import { authorize, type RequestContext } from '../../lib/authz.js';
-import { AppError } from '../../lib/problem.js';
+import { authorize, can, type RequestContext } from '../../lib/authz.js';
+import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import type { FeaturesService } from './features.service.js';
@@ -140,6 +140,27 @@ export function createPlansService(deps: {
     return from;
   }
 
+  /**
+   * Who may change a subscription: `subscription:manage` on a top-level organization; on a
+   * sub-organization its parent decides (`sub_organizations:manage` there), as it decides its
+   * features and spending limit. The internal organization stays on Enterprise.
+   */
+  async function loadForChange(ctx: RequestContext, idOrSlug: string) {
+    const org = await organizations.load(db, idOrSlug);
+    authorize(ctx, ['subscription:manage'], org.id);
+    if (org.is_default)
+      throw new AppError(
+        'default_organization_protected',
+        'The default internal organization stays on the Enterprise plan',
+      );
+    if (org.parent_id !== null && !can(ctx.actor, ['sub_organizations:manage'], org.parent_id))
+      throw new AppError(
+        'forbidden',
+        "A sub-organization's plan is chosen by its parent organization's owners and admins",
+      );
+    return org;
+  }
+
   return {
     /** Gives a new organization its subscription (run in the creating transaction). */
     async onOrganizationCreated(tx: Tx, organizationId: string) {
@@ -202,13 +223,17 @@ export function createPlansService(deps: {
       idOrSlug: string,
       input: { plan: PlanKey; billing_cycle?: BillingCycle },
     ) {
-      const found = await organizations.load(db, idOrSlug);
-      authorize(ctx, ['subscription:manage'], found.id);
+      const found = await loadForChange(ctx, idOrSlug);
       await db.transaction().execute(async (tx) => {
         const sub = await repo.findSubscription(tx, found.id, { forUpdate: true });
         const org = await organizations.load(tx, found.id);
         if (!sub) throw new Error(`organization ${found.id} has no subscription`);
         const from = planOf(org.plan).key;
+        if (org.parent_id !== null) {
+          const parent = await organizations.load(tx, org.parent_id);
+          if (PLAN_KEYS.indexOf(input.plan) > PLAN_KEYS.indexOf(planOf(parent.plan).key))
+            throw invalidField('plan', `cannot be above the parent organization's plan (${parent.plan})`);
+        }
         const cycle = input.billing_cycle ?? (sub.billing_cycle as BillingCycle);
         if (from === input.plan && cycle === sub.billing_cycle && sub.status === 'active') return;
         await switchPlan(tx, ctx, org.id, input.plan, cycle);
@@ -233,8 +258,7 @@ export function createPlansService(deps: {
 
     /** Cancels at the end of the current period: the plan stays until then, then Free. */
     async cancel(ctx: RequestContext, idOrSlug: string) {
-      const found = await organizations.load(db, idOrSlug);
-      authorize(ctx, ['subscription:manage'], found.id);
+      const found = await loadForChange(ctx, idOrSlug);
       await db.transaction().execute(async (tx) => {
         const sub = await repo.findSubscription(tx, found.id, { forUpdate: true });
         const org = await organizations.load(tx, found.id);
@@ -257,8 +281,7 @@ export function createPlansService(deps: {
 
     /** Undoes a cancellation before the period ends. */
     async reactivate(ctx: RequestContext, idOrSlug: string) {
-      const found = await organizations.load(db, idOrSlug);
-      authorize(ctx, ['subscription:manage'], found.id);
+      const found = await loadForChange(ctx, idOrSlug);
       await db.transaction().execute(async (tx) => {
         const sub = await repo.findSubscription(tx, found.id, { forUpdate: true });
         if (!sub?.cancel_at_period_end)

@@ -17,7 +17,7 @@ import type { MeService } from '../me/me.service.js';
 import type { MembersService } from '../members/members.service.js';
 import { type OrganizationsService, toView } from '../organizations/organizations.service.js';
 import { assertGrantable, type FeaturesService } from '../plans/features.service.js';
-import { MAX_DEPTH } from '../plans/plans.catalog.js';
+import { MAX_DEPTH, PLAN_KEYS, planOf } from '../plans/plans.catalog.js';
 import type { PlansService } from '../plans/plans.service.js';
 import type {
   CreateSubOrganizationBody,
@@ -146,12 +146,15 @@ export function createSubOrganizationsService(deps: {
       const granted = body.features ?? [...parentHas];
       assertGrantable(parentHas, granted);
       const { features: _f, plan, ...input } = body;
+      // A parent cannot hand out more than it pays for.
+      if (plan !== undefined && PLAN_KEYS.indexOf(plan) > PLAN_KEYS.indexOf(planOf(parent.plan).key))
+        throw invalidField('plan', `cannot be above the parent organization's plan (${parent.plan})`);
       return organizations.create(ctx, input, {
         parentId: parent.id,
         plan: plan ?? parent.plan,
+        // Under the parent's subscription lock, so concurrent creations take turns.
+        beforeInsert: (tx) => plans.assertCapacity(tx, parent.id, 'sub_organizations'),
         inTransaction: async (tx, child) => {
-          // Counted with the new one inserted, under the parent's subscription lock.
-          await plans.assertCapacity(tx, parent.id, 'sub_organizations', 0);
           await features.grant(tx, child.id, granted);
           await audit.record(tx, ctx, {
             organizationId: parent.id,
