@@ -78,6 +78,17 @@ export interface Database {
   organization_domains: OrganizationDomainsTable;
   organization_rate_history: OrganizationRateHistoryTable;
   agent_rate_history: AgentRateHistoryTable;
+  usage_monthly: UsageMonthlyTable;
+}
+
+export interface UsageMonthlyTable {
+  organization_id: string;
+  month: ColumnType<string, string, string>;
+  events: bigint;
+  credits: bigint;
+  tokens_in: bigint;
+  tokens_out: bigint;
+  cost: bigint;
 }
 
 /** Written by triggers (migration 0009): read-only to the code. */

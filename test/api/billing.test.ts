@@ -754,20 +754,34 @@ interface RollupRow {
   cost: string;
 }
 
+/** Both roll-ups (daily per agent; monthly per organization, agent '*'), stored and recomputed. */
 async function rollupsAndRecomputation() {
-  const stored = await sql<RollupRow>`select organization_id, to_char(day, 'YYYY-MM-DD') as day, agent_id,
-      events::text as events, credits::text as credits, tokens_in::text as tokens_in,
-      tokens_out::text as tokens_out, cost::text as cost
-    from usage_daily order by organization_id, day, agent_id`.execute(t.db.db);
-  const recomputed = await sql<RollupRow>`select organization_id,
-      to_char(created_at at time zone 'UTC', 'YYYY-MM-DD') as day,
-      coalesce(metadata->>'agent_id', '') as agent_id,
-      count(*)::text as events, sum(amount)::text as credits,
-      coalesce(sum((metadata->>'tokens_in')::bigint), 0)::text as tokens_in,
-      coalesce(sum((metadata->>'tokens_out')::bigint), 0)::text as tokens_out,
-      coalesce(sum(((metadata->>'cost')::numeric * 1000000)::bigint), 0)::text as cost
-    from ledger_transactions where type = 'usage'
-    group by 1, 2, 3 order by 1, 2, 3`.execute(t.db.db);
+  const stored = await sql<RollupRow>`select * from (
+      select organization_id, to_char(day, 'YYYY-MM-DD') as day, agent_id,
+        events::text as events, credits::text as credits, tokens_in::text as tokens_in,
+        tokens_out::text as tokens_out, cost::text as cost
+      from usage_daily
+      union all
+      select organization_id, to_char(month, 'YYYY-MM') as day, '*' as agent_id,
+        events::text, credits::text, tokens_in::text, tokens_out::text, cost::text
+      from usage_monthly) r
+    order by organization_id, day, agent_id`.execute(t.db.db);
+  const recomputed = await sql<RollupRow>`with usage as (
+      select organization_id, created_at at time zone 'UTC' as at, coalesce(metadata->>'agent_id', '') as agent_id,
+        amount, coalesce((metadata->>'tokens_in')::bigint, 0) as tokens_in,
+        coalesce((metadata->>'tokens_out')::bigint, 0) as tokens_out,
+        coalesce(((metadata->>'cost')::numeric * 1000000)::bigint, 0) as cost
+      from ledger_transactions where type = 'usage')
+    select * from (
+      select organization_id, to_char(at, 'YYYY-MM-DD') as day, agent_id, count(*)::text as events,
+        sum(amount)::text as credits, sum(tokens_in)::text as tokens_in, sum(tokens_out)::text as tokens_out,
+        sum(cost)::text as cost
+      from usage group by 1, 2, 3
+      union all
+      select organization_id, to_char(at, 'YYYY-MM'), '*', count(*)::text, sum(amount)::text,
+        sum(tokens_in)::text, sum(tokens_out)::text, sum(cost)::text
+      from usage group by 1, 2) r
+    order by organization_id, day, agent_id`.execute(t.db.db);
   return { stored: stored.rows, recomputed: recomputed.rows };
 }
 
@@ -907,7 +921,9 @@ describe('usage roll-ups (property)', () => {
           expect(reported, `${label} ${orgId}`).toEqual(expected);
 
           // Analytics over the days with usage: the same totals, and the agents ranked by credits.
-          const days = stored.filter((r) => r.organization_id === orgId).map((r) => r.day);
+          const days = stored
+            .filter((r) => r.organization_id === orgId && r.agent_id !== '*')
+            .map((r) => r.day);
           if (days.length === 0) continue;
           const from = days.reduce((p, q) => (q < p ? q : p));
           const to = days.reduce((p, q) => (q > p ? q : p));

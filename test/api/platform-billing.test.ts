@@ -68,6 +68,30 @@ it('sums the platformâ€™s month per currency, pro-rated like each organizationâ€
       },
     ])
     .execute();
+  // The monthly roll-up the ledger keeps beside the daily one (the platform summary reads it).
+  await t.db.db
+    .insertInto('usage_monthly')
+    .values([
+      {
+        organization_id: usd.id,
+        month: '2026-10-01',
+        events: 3n,
+        credits: 1_500_000n,
+        tokens_in: 10n,
+        tokens_out: 20n,
+        cost: 250_000n,
+      },
+      {
+        organization_id: eur.id,
+        month: '2026-10-01',
+        events: 1n,
+        credits: 500_000n,
+        tokens_in: 1n,
+        tokens_out: 2n,
+        cost: 10_000n,
+      },
+    ])
+    .execute();
   const res = await t.call({ method: 'GET', url: '/api/billing-summary?month=2026-10' });
   expect(res.statusCode, res.body).toBe(200);
   expect(res.json()).toEqual({

@@ -239,6 +239,19 @@ export async function writeBatch(
     const kb = `${b.organization_id}\u0000${b.day}\u0000${b.agent_id}`;
     return ka < kb ? -1 : ka > kb ? 1 : 0;
   });
+  // The same usage by organization and month, in the same (sorted) order.
+  const monthly: UsageRollup[] = [];
+  for (const u of usage) {
+    const month = `${u.day.slice(0, 7)}-01`;
+    const last = monthly.at(-1);
+    if (last?.organization_id === u.organization_id && last.day === month) {
+      last.events += u.events;
+      last.credits += u.credits;
+      last.tokens_in += u.tokens_in;
+      last.tokens_out += u.tokens_out;
+      last.cost += u.cost;
+    } else monthly.push({ ...u, day: month, agent_id: '' });
+  }
   const deltas = [...batch.deltas].sort((a, b) =>
     a[0] === b[0] ? (a[1] < b[1] ? -1 : 1) : a[0] < b[0] ? -1 : 1,
   );
@@ -296,6 +309,17 @@ export async function writeBatch(
         tokens_in = usage_daily.tokens_in + excluded.tokens_in, tokens_out = usage_daily.tokens_out + excluded.tokens_out,
         cost = usage_daily.cost + excluded.cost
       returning 1),
+    monthly_rollups as (
+      insert into usage_monthly (organization_id, month, events, credits, tokens_in, tokens_out, cost)
+      select * from unnest(${col(monthly, (u) => u.organization_id)}::text[], ${col(monthly, (u) => u.day)}::date[],
+                           ${col(monthly, (u) => u.events)}::bigint[], ${col(monthly, (u) => u.credits)}::bigint[],
+                           ${col(monthly, (u) => u.tokens_in)}::bigint[], ${col(monthly, (u) => u.tokens_out)}::bigint[],
+                           ${col(monthly, (u) => u.cost)}::bigint[])
+      on conflict (organization_id, month) do update set
+        events = usage_monthly.events + excluded.events, credits = usage_monthly.credits + excluded.credits,
+        tokens_in = usage_monthly.tokens_in + excluded.tokens_in, tokens_out = usage_monthly.tokens_out + excluded.tokens_out,
+        cost = usage_monthly.cost + excluded.cost
+      returning 1),
     team_spend as (
       update teams t set spend_month = v.spend_month, month_spend = v.month_spend, updated_at = now()
       from unnest(${col(teams, (x) => x.id)}::text[], ${col(teams, (x) => x.spendMonth)}::text[],
@@ -303,6 +327,7 @@ export async function writeBatch(
       where t.id = v.id
       returning 1)
     select (select count(*) from records) as n, (select count(*) from rollups) as rolled,
+           (select count(*) from monthly_rollups) as rolled_monthly,
            (select count(*) from team_spend) as teams,
            (select count(*) from credits) + (select count(*) from others) + (select count(*) from transactions) as written`.execute(
     db,
