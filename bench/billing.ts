@@ -6,7 +6,8 @@
  * `BENCH_ONLY=billing npm run bench`); `--only ledger` skips it.
  *
  * Dataset, built in SQL without HTTP (bench/run.ts's server is already up, so the schema is
- * migrated): 1,000 organizations (one "hot"), 5 agents each with an open agent_assignments row,
+ * migrated): 1,000 organizations (one "hot") on the Enterprise plan (no limits) with their
+ * subscriptions, 5 agents each with an open agent_assignments row,
  * each organization's `credits`, `sys:usage` and `sys:top_ups` accounts, one top-up funding it,
  * and BENCH_BILLING_EVENTS (default 10,000,000) usage transactions — the hot organization holds
  * a tenth of them (1,000,009), the 999 others 9,009 each. Each organization's events are spread
@@ -19,7 +20,7 @@
  * one connection, into the logged table (no UNLOGGED) with its indexes in place; its foreign key
  * to organizations is dropped for the load and added back after it, which validates every row in
  * one pass (PostgreSQL's own bulk-load advice: a third faster than one trigger query per row
- * here). usage_daily is then built with one INSERT … SELECT … GROUP BY — the
+ * here). usage_daily (and from it usage_org_daily) is then built with one INSERT … SELECT … GROUP BY — the
  * state the incremental roll-up maintains — and the account balances from it, so GET
  * /api/ledger/verify would hold. Then VACUUM ANALYZE, so autovacuum does not wake up mid-run on
  * ten million fresh rows and the baselines read a settled table, as in production.
@@ -155,11 +156,16 @@ async function build(url: string, l: Layout): Promise<void> {
       async () => {
         await q('begin');
         await q(
-          `insert into organizations (id, name, slug, billing_rate_per_agent, created_at, updated_at)
+          `insert into organizations (id, name, slug, billing_rate_per_agent, plan, created_at, updated_at)
          select ${ORG_ID('o')}, case when o = 0 then 'Bench billing hot' else 'Bench billing ' || o end,
-           'bench-billing-' || o, 50000000, $1::timestamptz, $1::timestamptz
+           'bench-billing-' || o, 50000000, 'enterprise', $1::timestamptz, $1::timestamptz
          from generate_series(0, ${last}) o`,
           [before],
+        );
+        // On Enterprise (no limits), with the subscription row every organization has.
+        await q(
+          `insert into subscriptions (organization_id, current_period_start, current_period_end)
+         select ${ORG_ID('o')}, now(), now() + interval '1 month' from generate_series(0, ${last}) o`,
         );
         // One agent in five has its own rate; the others bill at the organization's.
         await q(
@@ -183,9 +189,10 @@ async function build(url: string, l: Layout): Promise<void> {
          from generate_series(0, ${last}) o`,
           [FUNDING.toString(), before],
         );
+        // usage_events_limit NULL: Enterprise's monthly usage events are unlimited.
         await q(
-          `insert into ledger_accounts (organization_id, code)
-         select ${ORG_ID('o')}, code from generate_series(0, ${last}) o,
+          `insert into ledger_accounts (organization_id, code, usage_events_limit)
+         select ${ORG_ID('o')}, code, null from generate_series(0, ${last}) o,
            unnest('{credits,sys:usage,sys:top_ups}'::text[]) code`,
         );
         await q('commit');
@@ -246,6 +253,13 @@ async function build(url: string, l: Layout): Promise<void> {
          group by 1, 2, 3`,
       ),
     );
+    await step('usage_org_daily: the per-organization roll-up', () =>
+      q(
+        `insert into usage_org_daily (organization_id, day, events, credits, tokens_in, tokens_out, cost)
+         select organization_id, day, sum(events), sum(credits), sum(tokens_in), sum(tokens_out), sum(cost)
+         from usage_daily where organization_id like 'org\\_bench%' group by 1, 2`,
+      ),
+    );
     await step('account balances from the roll-ups; ANALYZE', async () => {
       await q(
         `with spent as (
@@ -260,7 +274,9 @@ async function build(url: string, l: Layout): Promise<void> {
          from spent s where a.organization_id = s.organization_id`,
         [FUNDING.toString(), l.m2.toISOString().slice(0, 10), l.month],
       );
-      await q('analyze usage_daily, agents, agent_assignments, organizations, ledger_accounts');
+      await q(
+        'analyze usage_daily, usage_org_daily, agents, agent_assignments, organizations, ledger_accounts',
+      );
     });
   } finally {
     await c.end();

@@ -21,12 +21,19 @@ export class OrgbaseTarget {
     readonly amount: string,
   ) {}
 
-  /** Creates `count` organizations, each funded with the initial balance. */
+  /**
+   * Creates `count` organizations, each put on the Enterprise plan (a new organization starts on
+   * Free, whose 10,000 usage events a month the load would exhaust) and funded with the initial
+   * balance.
+   */
   async createOrganizations(count: number, prefix: string): Promise<string[]> {
     const indexes = Array.from({ length: count }, (_, i) => i);
     return mapLimit(indexes, 16, async (i) => {
       const org = await this.client.expect<{ id: string }>(201, 'POST', '/api/organizations', {
         name: `${prefix} ${i}`,
+      });
+      await this.client.expect(200, 'PUT', `/api/organizations/${org.id}/subscription`, {
+        plan: 'enterprise',
       });
       await this.client.expect(201, 'POST', `/api/organizations/${org.id}/credits/add`, {
         amount: (this.initialMicros / MICROS).toString(),

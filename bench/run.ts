@@ -12,12 +12,16 @@
  * Then the billing case (bench/billing.ts): billing reads over ten million usage events built in
  * SQL, from the roll-ups against a naive GROUP BY over the ledger.
  *
+ * Then the tree case (bench/tree-usage.ts): usage across a tree of 1,000 sub-organizations with a
+ * million usage events built in SQL, GET …/sub-organizations/usage against a naive recursive-CTE
+ * GROUP BY over the ledger.
+ *
  * Environment: BENCH_DATABASE_URL (PostgreSQL server, default postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_CONNECTIONS (sockets / connections in flight, default 64), BENCH_SECONDS (open-loop
- * window, default 6); BENCH_BILLING_* (see bench/billing.ts).
+ * window, default 6); BENCH_BILLING_* (see bench/billing.ts); BENCH_TREE_* (see bench/tree-usage.ts).
  *
- * One part only: `npx tsx bench/run.ts --only ledger` or `--only billing` (or BENCH_ONLY=ledger /
- * BENCH_ONLY=billing); `npm run bench -- --only billing` works too.
+ * One part only: `npx tsx bench/run.ts --only ledger`, `--only billing` or `--only tree` (or
+ * BENCH_ONLY=ledger|billing|tree); `npm run bench -- --only billing` works too. All three by default.
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, cpus } from 'node:os';
@@ -40,6 +44,7 @@ import {
 } from './report.js';
 import { type Server, startServer } from './server.js';
 import { CheckFailed, MICROS, toMicros } from './tally.js';
+import { runTreeUsage } from './tree-usage.js';
 
 function positiveEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -49,14 +54,17 @@ function positiveEnv(name: string, fallback: number): number {
   return n;
 }
 
-/** Which parts run: `--only ledger|billing` or BENCH_ONLY; both by default. */
-function parts(): { ledger: boolean; billing: boolean } {
+const PART_NAMES = ['ledger', 'billing', 'tree'] as const;
+type Part = (typeof PART_NAMES)[number];
+
+/** Which parts run: `--only ledger|billing|tree` or BENCH_ONLY; all of them by default. */
+function parts(): Record<Part, boolean> {
   const i = process.argv.indexOf('--only');
   const only = i >= 0 ? process.argv[i + 1] : process.env.BENCH_ONLY || undefined;
-  if (only === undefined) return { ledger: true, billing: true };
-  if (only !== 'ledger' && only !== 'billing')
-    throw new Error(`--only / BENCH_ONLY must be "ledger" or "billing", got "${only}"`);
-  return { ledger: only === 'ledger', billing: only === 'billing' };
+  if (only === undefined) return { ledger: true, billing: true, tree: true };
+  if (!(PART_NAMES as readonly string[]).includes(only))
+    throw new Error(`--only / BENCH_ONLY must be "ledger", "billing" or "tree", got "${only}"`);
+  return { ledger: only === 'ledger', billing: only === 'billing', tree: only === 'tree' };
 }
 
 const PARTS = parts();
@@ -236,7 +244,7 @@ async function main() {
     const token = `bench_${randomBytes(16).toString('hex')}`;
 
     log(
-      `Orgbase benchmark (${PARTS.ledger ? (PARTS.billing ? 'ledger + billing' : 'ledger') : 'billing'}) — database ${scratch.name} on ${new URL(SERVER_URL).host}`,
+      `Orgbase benchmark (${PART_NAMES.filter((p) => PARTS[p]).join(' + ')}) — database ${scratch.name} on ${new URL(SERVER_URL).host}`,
     );
     log(
       `PostgreSQL ${settings.server_version}: synchronous_commit=${settings.synchronous_commit}, ` +
@@ -262,6 +270,7 @@ async function main() {
     log(`Server pid ${server.pid} at ${server.base} (LOG_LEVEL=warn)`);
     if (PARTS.ledger) await ledgerScenarios(scratch, server, token, cleanup);
     if (PARTS.billing) await runBilling({ scratch, server, token });
+    if (PARTS.tree) await runTreeUsage({ scratch, server, token });
     const serverOutput = server.output().trim();
     if (serverOutput) log(`\nServer output (warn and above):\n${serverOutput.slice(0, 4000)}`);
   } catch (err) {

@@ -78,12 +78,12 @@ export interface Database {
   organization_domains: OrganizationDomainsTable;
   organization_rate_history: OrganizationRateHistoryTable;
   agent_rate_history: AgentRateHistoryTable;
-  usage_monthly: UsageMonthlyTable;
+  usage_org_daily: UsageOrgDailyTable;
 }
 
-export interface UsageMonthlyTable {
+export interface UsageOrgDailyTable {
   organization_id: string;
-  month: ColumnType<string, string, string>;
+  day: ColumnType<string, string, string>;
   events: bigint;
   credits: bigint;
   tokens_in: bigint;

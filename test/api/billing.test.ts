@@ -754,7 +754,7 @@ interface RollupRow {
   cost: string;
 }
 
-/** Both roll-ups (daily per agent; monthly per organization, agent '*'), stored and recomputed. */
+/** Both roll-ups (daily per agent; daily per organization, agent '*'), stored and recomputed. */
 async function rollupsAndRecomputation() {
   const stored = await sql<RollupRow>`select * from (
       select organization_id, to_char(day, 'YYYY-MM-DD') as day, agent_id,
@@ -762,9 +762,9 @@ async function rollupsAndRecomputation() {
         tokens_out::text as tokens_out, cost::text as cost
       from usage_daily
       union all
-      select organization_id, to_char(month, 'YYYY-MM') as day, '*' as agent_id,
+      select organization_id, to_char(day, 'YYYY-MM-DD') as day, '*' as agent_id,
         events::text, credits::text, tokens_in::text, tokens_out::text, cost::text
-      from usage_monthly) r
+      from usage_org_daily) r
     order by organization_id, day, agent_id`.execute(t.db.db);
   const recomputed = await sql<RollupRow>`with usage as (
       select organization_id, created_at at time zone 'UTC' as at, coalesce(metadata->>'agent_id', '') as agent_id,
@@ -778,7 +778,7 @@ async function rollupsAndRecomputation() {
         sum(cost)::text as cost
       from usage group by 1, 2, 3
       union all
-      select organization_id, to_char(at, 'YYYY-MM'), '*', count(*)::text, sum(amount)::text,
+      select organization_id, to_char(at, 'YYYY-MM-DD'), '*', count(*)::text, sum(amount)::text,
         sum(tokens_in)::text, sum(tokens_out)::text, sum(cost)::text
       from usage group by 1, 2) r
     order by organization_id, day, agent_id`.execute(t.db.db);

@@ -68,13 +68,13 @@ it('sums the platformâ€™s month per currency, pro-rated like each organizationâ€
       },
     ])
     .execute();
-  // The monthly roll-up the ledger keeps beside the daily one (the platform summary reads it).
+  // The per-organization roll-up the ledger keeps beside the per-agent one (the summary reads it).
   await t.db.db
-    .insertInto('usage_monthly')
+    .insertInto('usage_org_daily')
     .values([
       {
         organization_id: usd.id,
-        month: '2026-10-01',
+        day: '2026-10-05',
         events: 3n,
         credits: 1_500_000n,
         tokens_in: 10n,
@@ -83,7 +83,7 @@ it('sums the platformâ€™s month per currency, pro-rated like each organizationâ€
       },
       {
         organization_id: eur.id,
-        month: '2026-10-01',
+        day: '2026-10-06',
         events: 1n,
         credits: 500_000n,
         tokens_in: 1n,

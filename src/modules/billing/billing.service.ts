@@ -287,10 +287,12 @@ export function createBillingService(deps: {
       authorize(ctx, ['billing:read_all'], null);
       const month = monthOf(query.month ?? monthKey(new Date()));
       const [usage, assignments] = await Promise.all([
-        // One row per organization: the monthly roll-up, kept in the debits' own statement.
-        sql<UsageTotals & { organization_id: string }>`select organization_id, events, credits, tokens_in,
-            tokens_out, cost
-          from usage_monthly where month = ${dateOf(month.start)}::date`.execute(db),
+        // From the per-organization daily roll-up: one row per organization and day.
+        sql<UsageTotals & { organization_id: string }>`select organization_id, sum(events)::bigint as events,
+            sum(credits)::bigint as credits, sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out,
+            sum(cost)::bigint as cost
+          from usage_org_daily where day >= ${dateOf(month.start)}::date and day < ${dateOf(month.end)}::date
+          group by organization_id`.execute(db),
         agents.assignmentsDuring(db, null, month.start, month.end),
       ]);
       const orgIds = [

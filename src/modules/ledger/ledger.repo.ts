@@ -239,18 +239,17 @@ export async function writeBatch(
     const kb = `${b.organization_id}\u0000${b.day}\u0000${b.agent_id}`;
     return ka < kb ? -1 : ka > kb ? 1 : 0;
   });
-  // The same usage by organization and month, in the same (sorted) order.
-  const monthly: UsageRollup[] = [];
+  // The same usage by organization and day (all agents), in the same (sorted) order.
+  const byOrgDay: UsageRollup[] = [];
   for (const u of usage) {
-    const month = `${u.day.slice(0, 7)}-01`;
-    const last = monthly.at(-1);
-    if (last?.organization_id === u.organization_id && last.day === month) {
+    const last = byOrgDay.at(-1);
+    if (last?.organization_id === u.organization_id && last.day === u.day) {
       last.events += u.events;
       last.credits += u.credits;
       last.tokens_in += u.tokens_in;
       last.tokens_out += u.tokens_out;
       last.cost += u.cost;
-    } else monthly.push({ ...u, day: month, agent_id: '' });
+    } else byOrgDay.push({ ...u, agent_id: '' });
   }
   const deltas = [...batch.deltas].sort((a, b) =>
     a[0] === b[0] ? (a[1] < b[1] ? -1 : 1) : a[0] < b[0] ? -1 : 1,
@@ -309,16 +308,16 @@ export async function writeBatch(
         tokens_in = usage_daily.tokens_in + excluded.tokens_in, tokens_out = usage_daily.tokens_out + excluded.tokens_out,
         cost = usage_daily.cost + excluded.cost
       returning 1),
-    monthly_rollups as (
-      insert into usage_monthly (organization_id, month, events, credits, tokens_in, tokens_out, cost)
-      select * from unnest(${col(monthly, (u) => u.organization_id)}::text[], ${col(monthly, (u) => u.day)}::date[],
-                           ${col(monthly, (u) => u.events)}::bigint[], ${col(monthly, (u) => u.credits)}::bigint[],
-                           ${col(monthly, (u) => u.tokens_in)}::bigint[], ${col(monthly, (u) => u.tokens_out)}::bigint[],
-                           ${col(monthly, (u) => u.cost)}::bigint[])
-      on conflict (organization_id, month) do update set
-        events = usage_monthly.events + excluded.events, credits = usage_monthly.credits + excluded.credits,
-        tokens_in = usage_monthly.tokens_in + excluded.tokens_in, tokens_out = usage_monthly.tokens_out + excluded.tokens_out,
-        cost = usage_monthly.cost + excluded.cost
+    org_rollups as (
+      insert into usage_org_daily (organization_id, day, events, credits, tokens_in, tokens_out, cost)
+      select * from unnest(${col(byOrgDay, (u) => u.organization_id)}::text[], ${col(byOrgDay, (u) => u.day)}::date[],
+                           ${col(byOrgDay, (u) => u.events)}::bigint[], ${col(byOrgDay, (u) => u.credits)}::bigint[],
+                           ${col(byOrgDay, (u) => u.tokens_in)}::bigint[], ${col(byOrgDay, (u) => u.tokens_out)}::bigint[],
+                           ${col(byOrgDay, (u) => u.cost)}::bigint[])
+      on conflict (organization_id, day) do update set
+        events = usage_org_daily.events + excluded.events, credits = usage_org_daily.credits + excluded.credits,
+        tokens_in = usage_org_daily.tokens_in + excluded.tokens_in,
+        tokens_out = usage_org_daily.tokens_out + excluded.tokens_out, cost = usage_org_daily.cost + excluded.cost
       returning 1),
     team_spend as (
       update teams t set spend_month = v.spend_month, month_spend = v.month_spend, updated_at = now()
@@ -327,7 +326,7 @@ export async function writeBatch(
       where t.id = v.id
       returning 1)
     select (select count(*) from records) as n, (select count(*) from rollups) as rolled,
-           (select count(*) from monthly_rollups) as rolled_monthly,
+           (select count(*) from org_rollups) as rolled_by_organization,
            (select count(*) from team_spend) as teams,
            (select count(*) from credits) + (select count(*) from others) + (select count(*) from transactions) as written`.execute(
     db,
@@ -434,7 +433,7 @@ export async function sumUsageByOrganization(
   const { rows } = await sql<UsageTotals & { organization_id: string }>`
     select organization_id, sum(events)::bigint as events, sum(credits)::bigint as credits,
       sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out, sum(cost)::bigint as cost
-    from usage_daily
+    from usage_org_daily
     where organization_id = any(${pgArray(organizationIds)}::text[]) and day between ${from}::date and ${to}::date
     group by organization_id`.execute(db);
   return new Map(rows.map(({ organization_id, ...t }) => [organization_id, t]));
