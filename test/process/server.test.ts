@@ -72,7 +72,9 @@ describe('orgbase serve', () => {
     expect(wrong.status).toBe(401);
     second.child.kill('SIGINT');
     expect(await second.exited).toBe(0);
-  });
+    // Two cold starts of a server process (the first creates the PGlite data directory and runs
+    // every migration): on a busy two-core machine that alone can take half a minute.
+  }, 120_000);
 
   it('rotates the stored operator token from the CLI', async () => {
     const rotate = orgbase(['admin-token', 'rotate'], dbEnv);
