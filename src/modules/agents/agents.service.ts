@@ -265,6 +265,10 @@ export function createAgentsService(deps: {
     /** Agents' own rates over time , for billing past months at their rates. */
     rateHistories: (ex: Executor, ids: string[]) => repo.findRateHistories(ex, ids),
 
+    /** The rate histories of every agent assigned anywhere during [start, end). */
+    rateHistoriesDuring: (ex: Executor, start: Date, end: Date) =>
+      repo.findRateHistoriesDuring(ex, start, end),
+
     /** Where each live agent among `ids` works: for attributing usage. */
     organizationsOf: (ids: string[]) => repo.findAgentOrganizations(db, ids),
 

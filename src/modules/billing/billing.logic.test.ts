@@ -57,4 +57,46 @@ describe('billDays', () => {
       ),
     );
   });
+
+  it('equals billing every covered day at the rate in force at its end, whatever the histories (property)', () => {
+    const DAY = 86_400_000;
+    const moment = fc.integer({ min: Date.UTC(2026, 8, 1), max: Date.UTC(2026, 11, 15) });
+    const history = fc
+      .array(fc.tuple(moment, fc.option(fc.bigInt({ min: 0n, max: 10n ** 9n }))), { maxLength: 4 })
+      .map((entries) =>
+        entries
+          .sort(([a], [b]) => a - b)
+          .filter(([a], i, all) => i === 0 || a !== all[i - 1]?.[0])
+          .map(([t, rate]) => ({ at: new Date(t), rate })),
+      );
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(moment, fc.option(moment)), { maxLength: 3 }),
+        history,
+        history.map((h) => h.map((e) => ({ ...e, rate: e.rate ?? 0n }))),
+        (spans, agentRates, organizationRates) => {
+          const intervals = spans.map(([a, b]) => ({
+            from: new Date(Math.min(a, b ?? a)),
+            to: b === null ? null : new Date(Math.max(a, b)),
+          }));
+          // The reference: every day of the month, one at a time.
+          let days = 0;
+          let sum = 0n;
+          for (let d = oct.start.getTime(); d < oct.end.getTime(); d += DAY) {
+            const touched = intervals.some(
+              (i) => i.from.getTime() < d + DAY && (i.to === null || i.to.getTime() > d),
+            );
+            if (!touched) continue;
+            days++;
+            const end = new Date(d + DAY);
+            sum += rateAt(agentRates, end) ?? rateAt(organizationRates, end) ?? 0n;
+          }
+          const bill = billDays(oct, intervals, agentRates, organizationRates);
+          expect(bill.days).toBe(days);
+          expect(bill.revenue).toBe(prorate(sum, 1, oct.days));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
 });

@@ -39,6 +39,13 @@ export function monthsBetween(from: string, to: string): string[] {
  * day touched for any part of it.
  */
 export function daysCovered(month: Month, intervals: Array<{ from: Date; to: Date | null }>): number {
+  const only = intervals.length === 1 ? intervals[0] : undefined;
+  if (only) {
+    // One interval (the usual case): count its days without listing them.
+    const a = Math.max(only.from.getTime(), month.start.getTime());
+    const b = Math.min((only.to ?? month.end).getTime(), month.end.getTime());
+    return b <= a ? 0 : Math.floor((b - 1) / DAY_MS) - Math.floor(a / DAY_MS) + 1;
+  }
   return coveredDays(month, intervals).length;
 }
 
@@ -90,12 +97,23 @@ export function billDays(
   agentRates: RateHistory,
   organizationRates: RateHistory,
 ): { days: number; revenue: bigint; rate: bigint } {
+  const start = month.start.getTime();
+  const end = month.end.getTime();
+  // The first entry is no change: before it, it holds too (see rateAt).
+  const changesWithin = (h: RateHistory) =>
+    h.some((e, i) => i > 0 && e.at.getTime() > start && e.at.getTime() < end);
+  // The common case, no rate changed during the month: one rate for every day.
+  if (!changesWithin(agentRates) && !changesWithin(organizationRates)) {
+    const days = daysCovered(month, intervals);
+    const rate = rateAt(agentRates, month.end) ?? rateAt(organizationRates, month.end) ?? 0n;
+    return { days, revenue: prorate(rate, days, month.days), rate };
+  }
   const days = coveredDays(month, intervals);
   let sum = 0n;
   let rate = 0n;
   for (const d of days) {
-    const end = new Date((d + 1) * DAY_MS);
-    rate = rateAt(agentRates, end) ?? rateAt(organizationRates, end) ?? 0n;
+    const dayEnd = new Date((d + 1) * DAY_MS);
+    rate = rateAt(agentRates, dayEnd) ?? rateAt(organizationRates, dayEnd) ?? 0n;
     sum += rate;
   }
   return { days: days.length, revenue: prorate(sum, 1, month.days), rate };

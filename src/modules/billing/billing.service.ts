@@ -286,7 +286,8 @@ export function createBillingService(deps: {
     ): Promise<Static<typeof PlatformSummaryResponse>> {
       authorize(ctx, ['billing:read_all'], null);
       const month = monthOf(query.month ?? monthKey(new Date()));
-      const [usage, assignments] = await Promise.all([
+      // Everything that does not depend on another read, at once.
+      const [usage, assignments, agentRates, orgRates] = await Promise.all([
         // From the per-organization daily roll-up: one row per organization and day.
         sql<UsageTotals & { organization_id: string }>`select organization_id, sum(events)::bigint as events,
             sum(credits)::bigint as credits, sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out,
@@ -294,6 +295,8 @@ export function createBillingService(deps: {
           from usage_org_daily where day >= ${dateOf(month.start)}::date and day < ${dateOf(month.end)}::date
           group by organization_id`.execute(db),
         agents.assignmentsDuring(db, null, month.start, month.end),
+        agents.rateHistoriesDuring(db, month.start, month.end),
+        organizations.allRateHistories(db),
       ]);
       const orgIds = [
         ...new Set([
@@ -311,31 +314,28 @@ export function createBillingService(deps: {
           : []
         ).map((o) => [o.id, o]),
       );
-      const [agentRates, orgRates] = await Promise.all([
-        agents.rateHistories(db, [...new Set(assignments.map((a) => a.agent_id))]),
-        organizations.rateHistories(db, orgIds),
-      ]);
       const money = new Map<string, { revenue: bigint; cost: bigint }>();
       const bucket = (currency: string) => {
         const b = money.get(currency) ?? { revenue: 0n, cost: 0n };
         money.set(currency, b);
         return b;
       };
-      const intervals = new Map<string, Array<{ from: Date; to: Date | null }>>();
+      // Each agent's intervals in each organization, then its revenue there.
+      const intervals = new Map<string, Map<string, Array<{ from: Date; to: Date | null }>>>();
       for (const a of assignments) {
-        const k = `${a.organization_id}\u0000${a.agent_id}`;
-        intervals.set(k, [...(intervals.get(k) ?? []), { from: a.assigned_at, to: a.unassigned_at }]);
+        let byAgent = intervals.get(a.organization_id);
+        if (!byAgent) intervals.set(a.organization_id, (byAgent = new Map()));
+        const list = byAgent.get(a.agent_id);
+        if (list) list.push({ from: a.assigned_at, to: a.unassigned_at });
+        else byAgent.set(a.agent_id, [{ from: a.assigned_at, to: a.unassigned_at }]);
       }
-      for (const [k, list] of intervals) {
-        const [orgId, agentId] = k.split('\u0000') as [string, string];
+      for (const [orgId, byAgent] of intervals) {
         const org = orgs.get(orgId);
         if (!org) continue;
-        bucket(org.currency).revenue += billDays(
-          month,
-          list,
-          agentRates.get(agentId) ?? [],
-          orgRates.get(orgId) ?? [],
-        ).revenue;
+        const b = bucket(org.currency);
+        const orgHistory = orgRates.get(orgId) ?? [];
+        for (const [agentId, list] of byAgent)
+          b.revenue += billDays(month, list, agentRates.get(agentId) ?? [], orgHistory).revenue;
       }
       let total = ZERO;
       for (const r of usage.rows) {

@@ -213,21 +213,26 @@ export async function findSummaries(db: Executor, ids: string[]) {
     .execute();
 }
 
-/** Each of these organizations' billing_rate_per_agent history, oldest first (a few rows each). */
+/**
+ * billing_rate_per_agent over time for these organizations (undefined: all of them), each oldest
+ * first. Rows come unordered: sorting text keys costs more in SQL than a few dates in Node.
+ */
 export async function findRateHistories(
   db: Executor,
-  organizationIds: string[],
+  organizationIds: string[] | undefined,
 ): Promise<Map<string, Array<{ at: Date; rate: bigint | null }>>> {
   const out = new Map<string, Array<{ at: Date; rate: bigint | null }>>();
-  if (organizationIds.length === 0) return out;
+  if (organizationIds?.length === 0) return out;
+  const only = organizationIds
+    ? sql`where organization_id = any(${pgArray(organizationIds)}::text[])`
+    : sql``;
   const { rows } = await sql<{ organization_id: string; changed_at: Date; rate: bigint }>`
-    select organization_id, changed_at, rate from organization_rate_history
-    where organization_id = any(${pgArray(organizationIds)}::text[])
-    order by organization_id, changed_at`.execute(db);
+    select organization_id, changed_at, rate from organization_rate_history ${only}`.execute(db);
   for (const r of rows) {
-    const list = out.get(r.organization_id) ?? [];
-    list.push({ at: r.changed_at, rate: r.rate });
-    out.set(r.organization_id, list);
+    const list = out.get(r.organization_id);
+    if (list) list.push({ at: r.changed_at, rate: r.rate });
+    else out.set(r.organization_id, [{ at: r.changed_at, rate: r.rate }]);
   }
+  for (const list of out.values()) if (list.length > 1) list.sort((a, b) => a.at.getTime() - b.at.getTime());
   return out;
 }

@@ -273,6 +273,9 @@ export function createOrganizationsService(deps: {
     /** billing_rate_per_agent over time , for billing past months at their rates. */
     rateHistories: (ex: Executor, ids: string[]) => repo.findRateHistories(ex, ids),
 
+    /** Every organization's rate history (platform-wide reports). */
+    allRateHistories: (ex: Executor) => repo.findRateHistories(ex, undefined),
+
     /** Every live organization below these (not themselves), nearest first. */
     descendantsOf: (ex: Executor, ids: string[]) => repo.findDescendants(ex, ids),
 
