@@ -324,7 +324,10 @@ export function createBillingService(deps: {
       const intervals = new Map<string, Map<string, Array<{ from: Date; to: Date | null }>>>();
       for (const a of assignments) {
         let byAgent = intervals.get(a.organization_id);
-        if (!byAgent) intervals.set(a.organization_id, (byAgent = new Map()));
+        if (!byAgent) {
+          byAgent = new Map();
+          intervals.set(a.organization_id, byAgent);
+        }
         const list = byAgent.get(a.agent_id);
         if (list) list.push({ from: a.assigned_at, to: a.unassigned_at });
         else byAgent.set(a.agent_id, [{ from: a.assigned_at, to: a.unassigned_at }]);
