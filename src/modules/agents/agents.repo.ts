@@ -152,17 +152,37 @@ export async function findRateHistories(
   return histories(rows);
 }
 
-/** The own-rate histories of every agent assigned anywhere during [start, end), in one semi-join. */
+/** Assignments overlapping [start, end), of one organization (or of all: null). */
+const assignedDuring = (organizationId: string | null, start: Date, end: Date) =>
+  sql`select agent_id from agent_assignments
+      where ${organizationId === null ? sql`` : sql`organization_id = ${organizationId} and`}
+        assigned_at < ${end} and (unassigned_at is null or unassigned_at > ${start})`;
+
+/**
+ * The own-rate histories of every agent assigned during [start, end) — in one organization, or
+ * anywhere (null) — in one semi-join.
+ */
 export async function findRateHistoriesDuring(
   db: Executor,
+  organizationId: string | null,
   start: Date,
   end: Date,
 ): Promise<Map<string, Array<{ at: Date; rate: bigint | null }>>> {
   const { rows } = await sql<RateRow>`
     select agent_id, extract(epoch from changed_at)::float8 * 1000 as at_ms, billing_rate from agent_rate_history
-    where agent_id in (select agent_id from agent_assignments
-                       where assigned_at < ${end} and (unassigned_at is null or unassigned_at > ${start}))`.execute(
-    db,
-  );
+    where agent_id in (${assignedDuring(organizationId, start, end)})`.execute(db);
   return histories(rows);
+}
+
+/** The agents (deleted ones too) assigned to an organization during [start, end). */
+export async function findAgentsAssignedDuring(
+  db: Executor,
+  organizationId: string,
+  start: Date,
+  end: Date,
+): Promise<Array<{ id: string; name: string; billing_rate: bigint | null }>> {
+  const { rows } = await sql<{ id: string; name: string; billing_rate: bigint | null }>`
+    select id, name, billing_rate from agents
+    where id in (${assignedDuring(organizationId, start, end)})`.execute(db);
+  return rows;
 }

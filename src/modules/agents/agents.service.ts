@@ -265,9 +265,13 @@ export function createAgentsService(deps: {
     /** Agents' own rates over time , for billing past months at their rates. */
     rateHistories: (ex: Executor, ids: string[]) => repo.findRateHistories(ex, ids),
 
-    /** The rate histories of every agent assigned anywhere during [start, end). */
-    rateHistoriesDuring: (ex: Executor, start: Date, end: Date) =>
-      repo.findRateHistoriesDuring(ex, start, end),
+    /** The rate histories of every agent assigned during [start, end): in one organization, or anywhere (null). */
+    rateHistoriesDuring: (ex: Executor, organizationId: string | null, start: Date, end: Date) =>
+      repo.findRateHistoriesDuring(ex, organizationId, start, end),
+
+    /** The agents assigned to an organization during [start, end), deleted ones included. */
+    assignedDuring: (ex: Executor, organizationId: string, start: Date, end: Date) =>
+      repo.findAgentsAssignedDuring(ex, organizationId, start, end),
 
     /** Where each live agent among `ids` works: for attributing usage. */
     organizationsOf: (ids: string[]) => repo.findAgentOrganizations(db, ids),

@@ -165,24 +165,34 @@ export function createBillingService(deps: {
   const lastRate = (h: ReadonlyArray<{ rate: bigint | null }>) => h.at(-1)?.rate ?? 0n;
 
   /**
-   * Per-agent records of each month in `months` (one range of consecutive months): two reads
-   * for the whole range, whatever its length.
+   * Per-agent records of each month in `months` (one range of consecutive months): one round of
+   * reads for the whole range, whatever its length (a second only for usage by an agent with no
+   * assignment in the range, which only rewritten history can produce).
    */
   async function records(orgId: string, months: Month[]) {
     const start = months.reduce((a, m) => (m.start < a ? m.start : a), months[0]?.start as Date);
     const end = months.reduce((a, m) => (m.end > a ? m.end : a), months[0]?.end as Date);
-    const [assignments, usage, orgRates] = await Promise.all([
+    const [assignments, usage, orgRates, assigned, agentRates] = await Promise.all([
       agents.assignmentsDuring(db, orgId, start, end),
       usageByMonthAndAgent(orgId, dateOf(start), dateOf(end)),
       organizations.rateHistories(db, [orgId]),
+      agents.assignedDuring(db, orgId, start, end),
+      agents.rateHistoriesDuring(db, orgId, start, end),
     ]);
-    const allIds = new Set(assignments.map((a) => a.agent_id));
-    for (const m of usage.values()) for (const id of m.keys()) if (id !== '') allIds.add(id);
-    const [agentRows, agentRates] = await Promise.all([
-      agents.byIds(db, [...allIds]),
-      agents.rateHistories(db, [...allIds]),
-    ]);
-    const byId = new Map(agentRows.map((a) => [a.id, a]));
+    const byId = new Map<string, { name: string; billing_rate: bigint | null }>(
+      assigned.map((a) => [a.id, a]),
+    );
+    const missing = new Set<string>();
+    for (const m of usage.values())
+      for (const id of m.keys()) if (id !== '' && !byId.has(id)) missing.add(id);
+    if (missing.size) {
+      const [rows, rates] = await Promise.all([
+        agents.byIds(db, [...missing]),
+        agents.rateHistories(db, [...missing]),
+      ]);
+      for (const a of rows) byId.set(a.id, a);
+      for (const [id, h] of rates) agentRates.set(id, h);
+    }
     const organizationRates = orgRates.get(orgId) ?? [];
     return months.map((month) => {
       const monthUsage = usage.get(month.key) ?? new Map<string, UsageTotals>();
@@ -295,7 +305,7 @@ export function createBillingService(deps: {
           from usage_org_daily where day >= ${dateOf(month.start)}::date and day < ${dateOf(month.end)}::date
           group by organization_id`.execute(db),
         agents.assignmentsDuring(db, null, month.start, month.end),
-        agents.rateHistoriesDuring(db, month.start, month.end),
+        agents.rateHistoriesDuring(db, null, month.start, month.end),
         organizations.allRateHistories(db),
       ]);
       const orgIds = [
