@@ -46,17 +46,9 @@ import { type CpuShare, cpuMeter } from './cpu.js';
 import { Client } from './http.js';
 import { closedLoop, type Op, type RunResult } from './load.js';
 import type { Scratch } from './pg.js';
-import { int, ms, type Target, table, targetsTable } from './report.js';
+import { int, ms, positiveEnv, type Target, table, targetsTable } from './report.js';
 import type { Server } from './server.js';
 import { CheckFailed, toMicros } from './tally.js';
-
-function positiveEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, got "${raw}"`);
-  return n;
-}
 
 const EVENTS = positiveEnv('BENCH_BILLING_EVENTS', 10_000_000);
 const CONNECTIONS = positiveEnv('BENCH_BILLING_CONNECTIONS', 8);

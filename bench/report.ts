@@ -126,3 +126,12 @@ export function targetsTable(targets: Target[]): string {
     targets.map((t) => [t.label, t.actual, t.met ? 'met' : 'NOT met']),
   );
 }
+
+/** A whole number ≥ 1 from the environment, or `fallback` when unset; anything else stops the run. */
+export function positiveEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, got "${raw}"`);
+  return n;
+}

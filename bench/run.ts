@@ -37,6 +37,7 @@ import {
   type Measured,
   ms,
   type Phase,
+  positiveEnv,
   type Scenario,
   summaryTable,
   type Target,
@@ -45,14 +46,6 @@ import {
 import { type Server, startServer } from './server.js';
 import { CheckFailed, MICROS, toMicros } from './tally.js';
 import { runTreeUsage } from './tree-usage.js';
-
-function positiveEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, got "${raw}"`);
-  return n;
-}
 
 const PART_NAMES = ['ledger', 'billing', 'tree'] as const;
 type Part = (typeof PART_NAMES)[number];

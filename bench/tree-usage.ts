@@ -46,17 +46,9 @@ import { PLANS } from '../src/modules/plans/plans.catalog.js';
 import { type CpuShare, cpuMeter } from './cpu.js';
 import { Client } from './http.js';
 import type { Scratch } from './pg.js';
-import { int, ms, type Target, table, targetsTable } from './report.js';
+import { int, ms, positiveEnv, type Target, table, targetsTable } from './report.js';
 import type { Server } from './server.js';
 import { CheckFailed, toMicros } from './tally.js';
-
-function positiveEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, got "${raw}"`);
-  return n;
-}
 
 const ORGS = positiveEnv('BENCH_TREE_ORGS', 1000);
 const EVENTS = positiveEnv('BENCH_TREE_EVENTS', 1_000_000);
