@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { type Static, Type } from 'typebox';
 import type { Db } from '../../db/client.js';
 import { authorize, type RequestContext } from '../../lib/authz.js';
+import { ID_PATTERN } from '../../lib/ids.js';
 import { formatAmount, formatMoney } from '../../lib/money.js';
 import { invalidField } from '../../lib/problem.js';
 import type { AgentsService } from '../agents/agents.service.js';
@@ -238,6 +239,25 @@ export function createBillingService(deps: {
     return org;
   }
 
+  /**
+   * The organization and what `read` finds for it. Given an id (not a slug), the caller is
+   * authorized from the id alone, so the reads run beside loading the organization: one round
+   * trip less on the hot billing reads. Nothing is returned before both the check and the load.
+   */
+  async function withOrganization<T>(
+    ctx: RequestContext,
+    idOrSlug: string,
+    read: (organizationId: string) => Promise<T>,
+  ) {
+    if (ID_PATTERN.test(idOrSlug)) {
+      authorize(ctx, ['billing:read'], idOrSlug);
+      const [org, data] = await Promise.all([organizations.load(db, idOrSlug), read(idOrSlug)]);
+      return { org, data };
+    }
+    const org = await resolve(ctx, idOrSlug, 'billing:read');
+    return { org, data: await read(org.id) };
+  }
+
   return {
     /** GET …/billing: the per-agent records of a month (default: this month). */
     async billing(
@@ -245,9 +265,9 @@ export function createBillingService(deps: {
       idOrSlug: string,
       query: Static<typeof BillingQuery>,
     ): Promise<Static<typeof BillingResponse>> {
-      const org = await resolve(ctx, idOrSlug, 'billing:read');
       const month = monthOf(query.month ?? monthKey(new Date()));
-      const rows = (await records(org.id, [month]))[0]?.rows ?? [];
+      const { org, data: months } = await withOrganization(ctx, idOrSlug, (id) => records(id, [month]));
+      const rows = months[0]?.rows ?? [];
       return {
         organization_id: org.id,
         month: month.key,
@@ -270,7 +290,6 @@ export function createBillingService(deps: {
       idOrSlug: string,
       query: Static<typeof SummaryQuery>,
     ): Promise<Static<typeof SummaryResponse>> {
-      const org = await resolve(ctx, idOrSlug, 'billing:read');
       const now = new Date();
       const to = query.to ?? monthKey(now);
       const from =
@@ -278,8 +297,11 @@ export function createBillingService(deps: {
       if (from > to) throw invalidField('from', 'must not be after to');
       const keys = monthsBetween(from, to);
       if (keys.length > 120) throw invalidField('from', 'covers more than 120 months');
+      const { org, data: months } = await withOrganization(ctx, idOrSlug, (id) =>
+        records(id, keys.map(monthOf)),
+      );
       const data = [];
-      for (const { month, rows } of await records(org.id, keys.map(monthOf))) {
+      for (const { month, rows } of months) {
         if (rows.length === 0) continue;
         const usage = rows.reduce((acc, r) => add(acc, r.usage), ZERO);
         const revenue = rows.reduce((acc, r) => acc + r.revenue, 0n);
