@@ -42,7 +42,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { type CpuShare, cpuMeter } from './cpu.js';
+import { backgroundLoad, type CpuShare, cpuMeter, noiseWarning } from './cpu.js';
 import { Client } from './http.js';
 import { closedLoop, type Op, type RunResult } from './load.js';
 import type { Scratch } from './pg.js';
@@ -452,14 +452,8 @@ export async function runBilling({ scratch, server, token }: BillingRun): Promis
     `\nBilling — ${int(EVENTS)} usage events over ${int(ORGS)} organizations (hot: ${int(l.hot)}, others: ` +
       `${int(l.perOrg)} each), ${AGENTS_PER_ORG} agents each, ${l.m0.toISOString().slice(0, 7)} to now`,
   );
-  const idle = cpuMeter(undefined, scratch.name);
-  await new Promise((r) => setTimeout(r, 1000));
-  const background = idle();
-  if (background)
-    log(
-      `Before the build, the machine was already ${Math.round(background.postgres + background.other)}% busy ` +
-        `(of ${background.cores * 100}%) with other processes`,
-    );
+  const background = await backgroundLoad(scratch.name, 'build');
+  if (background) log(background);
   const buildStart = performance.now();
   await build(scratch.url, l);
   log(
@@ -608,12 +602,8 @@ export async function runBilling({ scratch, server, token }: BillingRun): Promis
       log(
         `WARNING: requests failed (${failed.label}: ${failed.result.firstError}); those figures are not valid.`,
       );
-    const noise = Math.max(0, ...runs.map((m) => m.cpu?.other ?? 0));
-    if (noise > 20)
-      log(
-        `WARNING: other processes took up to ${Math.round(noise)}% of a core during a phase (cpu column, last ` +
-          'figure): the machine was not quiet, so these figures understate both sides.',
-      );
+    const noise = noiseWarning(runs.map((m) => m.cpu));
+    if (noise) log(noise);
     log(
       'Totals checked before measuring: OK. Targets are informational (the naive rows show what the targets ' +
         'would cost without the roll-ups).',

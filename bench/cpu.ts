@@ -103,3 +103,26 @@ export function cpuMeter(serverPid: number | undefined, database: string): () =>
     };
   };
 }
+
+/**
+ * How busy the machine is for a second with nothing of ours running (PostgreSQL for `database`
+ * and everything else): a line to print when it is busy at all, before a part `what` starts.
+ */
+export async function backgroundLoad(database: string, what: string): Promise<string | undefined> {
+  const idle = cpuMeter(undefined, database);
+  await new Promise((r) => setTimeout(r, 1000));
+  const b = idle();
+  return b
+    ? `Before the ${what}, the machine was already ${Math.round(b.postgres + b.other)}% busy ` +
+        `(of ${b.cores * 100}%) with other processes`
+    : undefined;
+}
+
+/** A warning when other processes took more than a fifth of a core during any measured phase. */
+export function noiseWarning(shares: Array<CpuShare | undefined>): string | undefined {
+  const noise = Math.max(0, ...shares.map((c) => c?.other ?? 0));
+  return noise > 20
+    ? `WARNING: other processes took up to ${Math.round(noise)}% of a core during a phase (cpu column, last ` +
+        'figure): the machine was not quiet, so these figures understate both sides.'
+    : undefined;
+}

@@ -26,7 +26,7 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, cpus } from 'node:os';
 import { runBilling } from './billing.js';
-import { cpuMeter } from './cpu.js';
+import { backgroundLoad, cpuMeter, noiseWarning } from './cpu.js';
 import { Client } from './http.js';
 import { closedLoop, type Op, openLoop } from './load.js';
 import { OrgbaseTarget } from './orgbase.js';
@@ -210,12 +210,8 @@ async function ledgerScenarios(
   const phases = scenarios.flatMap((s) =>
     [s.orgbase, s.baseline].flatMap((m) => (m ? [m.saturation, m.peak, m.at70] : [])),
   );
-  const noise = Math.max(0, ...phases.map((p) => p.cpu?.other ?? 0));
-  if (noise > 20)
-    log(
-      `WARNING: other processes took up to ${Math.round(noise)}% of a core during a phase (cpu column, last ` +
-        'figure): the machine was not quiet, so these figures understate both systems. Rerun on an idle machine.',
-    );
+  const noise = noiseWarning(phases.map((p) => p.cpu));
+  if (noise) log(noise);
   log('Balances and GET /api/ledger/verify checked after every phase: OK. Targets are informational.');
 }
 
@@ -249,14 +245,8 @@ async function main() {
         `open loop ${OPEN_MS / 1000} s per phase; each debit ${AMOUNT} credits`,
     );
 
-    const idle = cpuMeter(undefined, scratch.name);
-    await new Promise((r) => setTimeout(r, 1000));
-    const background = idle();
-    if (background)
-      log(
-        `Before the bench, the machine was already ${Math.round(background.postgres + background.other)}% busy ` +
-          `(of ${background.cores * 100}%) with other processes`,
-      );
+    const background = await backgroundLoad(scratch.name, 'bench');
+    if (background) log(background);
 
     const server: Server = await startServer(scratch.url, token);
     cleanup.push(() => server.stop());

@@ -43,7 +43,7 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { PLANS } from '../src/modules/plans/plans.catalog.js';
-import { type CpuShare, cpuMeter } from './cpu.js';
+import { backgroundLoad, type CpuShare, cpuMeter, noiseWarning } from './cpu.js';
 import { Client } from './http.js';
 import type { Scratch } from './pg.js';
 import { int, ms, positiveEnv, type Target, table, targetsTable } from './report.js';
@@ -504,14 +504,8 @@ export async function runTreeUsage({ scratch, server, token }: TreeRun): Promise
       `grandchildren, the rest below those), ${int(EVENTS)} usage events over the ${DAYS} days up to now; ` +
       `window ${l.from} to ${l.to} (${WINDOW_DAYS} days)`,
   );
-  const idle = cpuMeter(undefined, scratch.name);
-  await new Promise((r) => setTimeout(r, 1000));
-  const background = idle();
-  if (background)
-    log(
-      `Before the build, the machine was already ${Math.round(background.postgres + background.other)}% busy ` +
-        `(of ${background.cores * 100}%) with other processes`,
-    );
+  const background = await backgroundLoad(scratch.name, 'build');
+  if (background) log(background);
   const buildStart = performance.now();
   await build(scratch.url, l);
   log(`  ${'dataset built in'.padEnd(62)} ${seconds(buildStart)} s`);
@@ -661,12 +655,8 @@ export async function runTreeUsage({ scratch, server, token }: TreeRun): Promise
       },
     ];
     log(`\n${targetsTable(targets)}`);
-    const noise = Math.max(0, ...runs.map((m) => m.cpu?.other ?? 0));
-    if (noise > 20)
-      log(
-        `WARNING: other processes took up to ${Math.round(noise)}% of a core during a phase (cpu column, last ` +
-          'figure): the machine was not quiet, so these figures understate both sides.',
-      );
+    const noise = noiseWarning(runs.map((m) => m.cpu));
+    if (noise) log(noise);
     log(
       "Totals and every organization checked against the naive query before measuring, and every answer's " +
         'totals during the runs: OK. Targets are informational.',
