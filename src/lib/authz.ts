@@ -1,4 +1,4 @@
-import { AppError } from './problem.js';
+import { AppError, type FieldError } from './problem.js';
 
 /**
  * Who is calling, and what they may do. The permission catalogue is declared once, as data
@@ -176,6 +176,27 @@ export function canSee(actor: Actor, organizationId: string): boolean {
 }
 
 export const NO_SUCH_ORGANIZATION = 'No such organization';
+
+/**
+ * A sub-organization's plan, features and spending limit are its parent's to decide: passes for a
+ * top-level organization or an actor who manages its parent's sub-organizations; else 404 to one
+ * who cannot see the organization, 403 (saying `decided` is the parent's) to one who can.
+ */
+export function authorizeParentDecision(
+  ctx: RequestContext,
+  organization: { id: string; parent_id: string | null },
+  decided: string,
+  errors?: FieldError[],
+): void {
+  if (organization.parent_id === null || can(ctx.actor, ['sub_organizations:manage'], organization.parent_id))
+    return;
+  authorize(ctx, ['organization:read'], organization.id);
+  throw new AppError(
+    'forbidden',
+    `A sub-organization's ${decided} set by its parent organization's owners and admins`,
+    errors ? { errors } : {},
+  );
+}
 
 /**
  * Throws unless the actor holds every permission. An organization the actor cannot see at all

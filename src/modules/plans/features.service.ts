@@ -1,5 +1,5 @@
 import type { Db, Executor, Tx } from '../../db/client.js';
-import { authorize, can, type RequestContext } from '../../lib/authz.js';
+import { authorize, authorizeParentDecision, type RequestContext } from '../../lib/authz.js';
 import { AppError } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
@@ -191,13 +191,7 @@ export function createFeaturesService(deps: {
           "A top-level organization's features come from its plan: change the plan instead",
         );
       }
-      if (!can(ctx.actor, ['sub_organizations:manage'], found.parent_id)) {
-        authorize(ctx, ['organization:read'], found.id);
-        throw new AppError(
-          'forbidden',
-          "A sub-organization's features are set by its parent organization's owners and admins",
-        );
-      }
+      authorizeParentDecision(ctx, found, 'features are');
       await db.transaction().execute(async (tx) => {
         const org = await organizations.load(tx, found.id, { forUpdate: true });
         const parentHas = await effective(tx, org.parent_id as string);

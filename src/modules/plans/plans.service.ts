@@ -1,5 +1,5 @@
 import type { Db, Executor, Tx } from '../../db/client.js';
-import { authorize, can, type RequestContext } from '../../lib/authz.js';
+import { authorize, authorizeParentDecision, type RequestContext } from '../../lib/authz.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
@@ -153,11 +153,7 @@ export function createPlansService(deps: {
         'default_organization_protected',
         'The default internal organization stays on the Enterprise plan',
       );
-    if (org.parent_id !== null && !can(ctx.actor, ['sub_organizations:manage'], org.parent_id))
-      throw new AppError(
-        'forbidden',
-        "A sub-organization's plan is chosen by its parent organization's owners and admins",
-      );
+    authorizeParentDecision(ctx, org, 'plan is');
     return org;
   }
 

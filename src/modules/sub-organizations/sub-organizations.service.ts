@@ -3,7 +3,7 @@ import type { Db } from '../../db/client.js';
 import {
   type Actor,
   authorize,
-  can,
+  authorizeParentDecision,
   type Permission,
   type RequestContext,
   type Role,
@@ -297,12 +297,9 @@ export function createSubOrganizationsService(deps: {
     ) {
       if (policy.monthly_spending_limit === undefined) return;
       const org = await organizations.load(db, organizationId);
-      if (org.parent_id !== null && !can(ctx.actor, ['sub_organizations:manage'], org.parent_id))
-        throw new AppError(
-          'forbidden',
-          "A sub-organization's monthly spending limit is set by its parent organization's owners and admins",
-          { errors: [{ field: 'monthly_spending_limit', message: 'is set by the parent organization' }] },
-        );
+      authorizeParentDecision(ctx, org, 'monthly spending limit is', [
+        { field: 'monthly_spending_limit', message: 'is set by the parent organization' },
+      ]);
     },
 
     /**
