@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'; // Crockford base32, lower case
 
 /**
@@ -8,40 +6,61 @@ const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'; // Crockford base32, lower 
  * B-tree inserts cheap. Within one millisecond the random part is incremented so ids from one
  * process stay strictly increasing.
  */
-let lastTime = 0;
-let lastRandom = new Uint8Array(10);
+let lastTime = -1;
+let lastTimePart = '';
+/** The 80 random bits as 16 five-bit digits, most significant first. */
+const lastRandom = new Uint8Array(16);
+const fresh = new Uint8Array(10);
 
-function nextRandom(now: number): Uint8Array {
-  if (now === lastTime) {
-    const r = lastRandom.slice();
-    for (let i = r.length - 1; i >= 0; i--) {
-      r[i] = ((r[i] ?? 0) + 1) & 0xff;
-      if (r[i] !== 0) break;
-    }
-    lastRandom = r;
-    return r;
-  }
-  lastTime = now;
-  lastRandom = new Uint8Array(randomBytes(10));
-  return lastRandom;
-}
-
-export function ulid(now = Date.now()): string {
+function encodeTime(now: number): string {
   let time = '';
   let t = now;
   for (let i = 0; i < 10; i++) {
     time = ALPHABET[t % 32] + time;
     t = Math.floor(t / 32);
   }
-  const bytes = nextRandom(now);
-  let bits = 0n;
-  for (const b of bytes) bits = (bits << 8n) | BigInt(b);
-  let rand = '';
-  for (let i = 0; i < 16; i++) {
-    rand = ALPHABET[Number(bits & 31n)] + rand;
-    bits >>= 5n;
+  return time;
+}
+
+/** Draws 80 new random bits into `lastRandom` as 16 base-32 digits. */
+function reseed() {
+  crypto.getRandomValues(fresh);
+  // 10 bytes = 80 bits = 16 digits of 5 bits: take them 5 bytes (40 bits, 8 digits) at a time.
+  for (let half = 0; half < 2; half++) {
+    const o = half * 5;
+    const hi = (fresh[o] as number) * 2 ** 32;
+    let v =
+      hi +
+      (((fresh[o + 1] as number) << 24) >>> 0) +
+      ((fresh[o + 2] as number) << 16) +
+      ((fresh[o + 3] as number) << 8) +
+      (fresh[o + 4] as number);
+    for (let i = 7; i >= 0; i--) {
+      lastRandom[half * 8 + i] = v % 32;
+      v = Math.floor(v / 32);
+    }
   }
-  return time + rand;
+}
+
+/** Adds one to the random part (within one millisecond ids stay strictly increasing). */
+function increment() {
+  for (let i = 15; i >= 0; i--) {
+    const d = ((lastRandom[i] as number) + 1) & 31;
+    lastRandom[i] = d;
+    if (d !== 0) return;
+  }
+}
+
+export function ulid(now = Date.now()): string {
+  if (now === lastTime) increment();
+  else {
+    lastTime = now;
+    lastTimePart = encodeTime(now);
+    reseed();
+  }
+  let rand = '';
+  for (let i = 0; i < 16; i++) rand += ALPHABET[lastRandom[i] as number];
+  return lastTimePart + rand;
 }
 
 export type IdPrefix =
