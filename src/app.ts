@@ -100,6 +100,8 @@ export interface AppDeps {
   /** SMTP server for outgoing mail; undefined keeps mail in the local mailbox. */
   smtpUrl?: string | undefined;
   mailFrom?: string | undefined;
+  /** Ledger batches committed at once (LEDGER_LANES); at most the pool size less one. */
+  ledgerLanes?: number;
   /** Requests per minute per client IP, and per API key (in-process counters). */
   rateLimit?: { perIp: number; perKey: number };
   /** Run the hold-expiry, top-up and renewal workers on a timer (the server does; tests drive them). */
@@ -162,11 +164,14 @@ async function wireServices(deps: AppDeps): Promise<Services> {
   });
   const ledger = createLedgerService({
     db,
+    prepared: deps.db.prepared,
     organizations,
     payments: deps.payments ?? createInvoiceProvider(),
-    // Lanes overlap commits, each holding a connection while it runs: most of the pool, leaving
-    // the rest for reads (PGlite has one connection, so one lane).
-    lanes: Math.max(1, Math.floor(deps.db.poolSize * 0.6)),
+    // Lanes overlap commits, each holding a connection while it runs. A few are enough: the
+    // process decides one batch at a time, and fewer lanes make larger batches (one lane per
+    // 2 cores measured best here). At least one connection stays for reads; PGlite has one
+    // connection, so one lane.
+    lanes: Math.max(1, Math.min(deps.ledgerLanes ?? 2, deps.db.poolSize - 1)),
     agentOrganizations: agents.organizationsOf,
     audit,
   });

@@ -13,6 +13,8 @@ export interface Config {
   adminToken: string | undefined;
   logLevel: LogLevel;
   databasePoolSize: number;
+  /** Ledger batches a process commits at once (PostgreSQL; PGlite always has one). */
+  ledgerLanes: number;
   publicUrl: string | undefined;
   /** Better Auth's signing secret; undefined means "generated once, kept in the database". */
   authSecret: string | undefined;
@@ -88,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminToken,
     logLevel: logLevel as LogLevel,
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    ledgerLanes: intVar(env, 'LEDGER_LANES', 2, 1, 64),
     publicUrl: urlVar(env, 'PUBLIC_URL', ['http:', 'https:']),
     authSecret,
     smtpUrl: urlVar(env, 'SMTP_URL', ['smtp:', 'smtps:']),

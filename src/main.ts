@@ -19,6 +19,7 @@ export async function serve(config: Config): Promise<void> {
       publicUrl: publicUrlOf(config),
       logger: { level: config.logLevel },
       rateLimit: config.rateLimit,
+      ledgerLanes: config.ledgerLanes,
       smtpUrl: config.smtpUrl,
       mailFrom: config.mailFrom,
       dnsServers: config.dnsServers,

@@ -146,6 +146,8 @@ export interface LedgerAccountsTable {
   auto_recharge_threshold: ColumnType<bigint, bigint | undefined, bigint>;
   auto_recharge_amount: ColumnType<bigint, bigint | undefined, bigint>;
   auto_recharge_payment_method: string | null;
+  /** Advanced by a trigger on every update; the engine's one-statement batches check it. */
+  version: ColumnType<bigint, never, never>;
   updated_at: UpdatedAt;
 }
 

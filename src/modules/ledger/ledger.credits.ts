@@ -79,6 +79,7 @@ export function createLedgerCredits({
       return submit({
         organizationIds: [org.id],
         requestId: ctx.requestId,
+        inMemory: true,
         idempotency: idem(key, [
           'credits.add',
           org.id,
@@ -115,6 +116,7 @@ export function createLedgerCredits({
         organizationIds: [org.id],
         teamIds: body.team_id === undefined ? undefined : [body.team_id],
         requestId: ctx.requestId,
+        inMemory: true,
         idempotency: idem(key, [
           'credits.deduct',
           org.id,
@@ -153,6 +155,7 @@ export function createLedgerCredits({
       return submit({
         organizationIds: [from.id, to.id],
         requestId: ctx.requestId,
+        inMemory: true,
         idempotency: idem(key, [
           'credits.transfer',
           from.id,
@@ -235,6 +238,7 @@ export function createLedgerCredits({
             organizationIds: [e.organization_id],
             teamIds: e.team_id === undefined ? undefined : [e.team_id],
             requestId: ctx.requestId,
+            inMemory: true,
             idempotency: idem(idempotency_key, [
               'usage',
               content.organization_id,

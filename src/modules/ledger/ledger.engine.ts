@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Db, Tx } from '../../db/client.js';
 import type { Actor } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
@@ -29,13 +29,22 @@ export interface LedgerOp {
   teamIds?: string[] | undefined;
   idempotency?: { key: string; fingerprint: string } | undefined;
   requestId: string;
+  /**
+   * True when `run` decides from the book's states alone and runs no SQL of its own (it never
+   * touches `book.tx`): such operations may be decided from the engine's cached states and
+   * committed in one guarded statement.
+   */
+  inMemory?: boolean;
   run(book: Book): Promise<OpResult> | OpResult;
 }
 
+/**
+ * What a replay must repeat, hashed. Amounts (bigint) hash as their decimal strings; they are only
+ * ever top-level parts (nested values come from JSON), so no replacer walks the whole tree.
+ */
 export function fingerprint(parts: unknown[]): string {
-  return createHash('sha256')
-    .update(JSON.stringify(parts, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))
-    .digest('hex');
+  const plain = parts.map((v) => (typeof v === 'bigint' ? v.toString() : v));
+  return hash('sha256', JSON.stringify(plain), 'hex');
 }
 
 export function refusal(code: ErrorCode, detail: string, requestId: string): OpResult {
@@ -62,6 +71,8 @@ export interface Posting {
  */
 export class Book {
   readonly month: string;
+  /** The UTC day usage is rolled up under, e.g. "2026-11-30". */
+  readonly day: string;
   readonly transactions: repo.NewTransaction[] = [];
   readonly deltas = new Map<string, bigint>();
   readonly touched = new Set<CreditState>();
@@ -72,12 +83,19 @@ export class Book {
   readonly touchedTeams = new Set<TeamState>();
 
   constructor(
-    readonly tx: Tx,
+    private readonly transaction: Tx | undefined,
     readonly states: Map<string, CreditState>,
     readonly now: Date,
     readonly teams: Map<string, TeamState> = new Map(),
   ) {
     this.month = monthOf(now);
+    this.day = now.toISOString().slice(0, 10);
+  }
+
+  /** The database transaction holding the rows' locks; absent for in-memory operations. */
+  get tx(): Tx {
+    if (!this.transaction) throw new Error('an in-memory ledger operation used the database');
+    return this.transaction;
   }
 
   /** Counts a usage event into its organization's roll-up for today (by agent; '' for none). */
@@ -86,7 +104,7 @@ export class Book {
     agentId: string | undefined,
     u: { credits: bigint; tokensIn: number; tokensOut: number; cost: bigint },
   ) {
-    const day = this.now.toISOString().slice(0, 10);
+    const day = this.day;
     const agent = agentId ?? '';
     const k = `${organizationId}\u0000${day}\u0000${agent}`;
     const r = this.usage.get(k) ?? {
@@ -161,13 +179,17 @@ const RETRYABLE_PG_CODES = new Set(['40001', '40P01']);
 
 export interface EngineDeps {
   db: Db;
+  /** One statement in a transaction of its own, kept prepared: the one-round-trip path's write. */
+  prepared: (text: string, values: unknown[]) => Promise<unknown>;
   /** Live organizations among `ids`, with whether each is active (from the organizations service). */
-  organizationStates: (tx: Tx, ids: string[]) => Promise<Map<string, { active: boolean }>>;
+  organizationStates: (ex: Db | Tx, ids: string[]) => Promise<Map<string, { active: boolean }>>;
   /** Called in the transaction for each `credits` account a change took under its auto-recharge threshold. */
   onRecharge: (tx: Tx, state: CreditState, actor: Actor) => Promise<void>;
   /** Concurrent commit lanes; an organization always uses the same lane, so its operations stay ordered. */
   lanes: number;
   maxBatch: number;
+  /** How many organizations' `credits` states to keep in memory for one-statement batches. */
+  cachedStates?: number;
 }
 
 interface Pending {
@@ -176,14 +198,36 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/** A `credits` state as this process last committed it, with the row version that commit left. */
+interface Known {
+  state: CreditState;
+  version: bigint;
+}
+
+/** After another writer changed an organization's row under us, how long it takes the locking path. */
+const CONTENDED_MS = 1000;
+
 /**
  * Group commit. Operations queue per lane; each lane runs one database transaction at a time
  * over everything queued when it starts (up to `maxBatch`), deciding each operation exactly and
- * in arrival order against the locked rows, then writing all outcomes together. Under load one
- * commit carries many operations; idle, an operation runs at once with no added delay.
+ * in arrival order, then writing all outcomes together. Under load one commit carries many
+ * operations; idle, an operation runs at once with no added delay.
+ *
+ * Two ways to run a batch, with the same decisions:
+ * - in one round trip, when every operation is in-memory and this process knows the current
+ *   state of every organization involved (it wrote it last): decide from those states, then one
+ *   guarded statement locks the rows, checks their versions and writes (repo.writeBatch);
+ * - otherwise, or when that statement finds the state changed (another process, a settings
+ *   change, an idempotency key stored meanwhile): BEGIN, lock and read the rows with the stored
+ *   idempotency records, decide, write, COMMIT.
+ * Either way the database has the last word: a decision stands only against the rows' current
+ * versions, under their locks.
  */
 export function createLedgerEngine(deps: EngineDeps) {
   const lanes = Array.from({ length: deps.lanes }, () => ({ queue: [] as Pending[], running: false }));
+  const maxKnown = deps.cachedStates ?? 100_000;
+  const known = new Map<string, Known>();
+  const contendedUntil = new Map<string, number>();
 
   function laneOf(organizationId: string) {
     let h = 0;
@@ -191,8 +235,139 @@ export function createLedgerEngine(deps: EngineDeps) {
     return lanes[Math.abs(h) % lanes.length] as (typeof lanes)[number];
   }
 
-  async function executeOnce(ops: LedgerOp[]): Promise<OpResult[]> {
-    return deps.db.transaction().execute(async (tx) => {
+  function remember(state: CreditState, version: bigint) {
+    const id = state.organizationId;
+    const until = contendedUntil.get(id);
+    if (until !== undefined) {
+      if (Date.now() < until) return;
+      contendedUntil.delete(id);
+    }
+    known.delete(id); // re-inserted last: the map's order is least recently written first
+    known.set(id, { state: { ...state }, version });
+    if (known.size > maxKnown) known.delete(known.keys().next().value as string);
+  }
+
+  function forget(ids: string[], contended: boolean) {
+    for (const id of ids) {
+      known.delete(id);
+      if (contended) contendedUntil.set(id, Date.now() + CONTENDED_MS);
+    }
+  }
+
+  /**
+   * Decides every operation in order against the book: replays and key reuse from `existing`,
+   * refusals, postings. Returns each result and the idempotency records to store.
+   */
+  async function decide(ops: LedgerOp[], book: Book, existing: Map<string, repo.IdempotencyRecord>) {
+    const records: repo.IdempotencyRecord[] = [];
+    const results: OpResult[] = [];
+    for (const op of ops) {
+      // Live organizations have had their account since creation.
+      const missingOrg = op.organizationIds.find((id) => !book.states.has(id));
+      if (missingOrg) {
+        results.push(refusal('not_found', `No organization "${missingOrg}"`, op.requestId));
+        continue;
+      }
+      const scope = op.organizationIds[0] as string;
+      const idem = op.idempotency;
+      const k = idem ? `${scope}\u0000${idem.key}` : '';
+      const prior = idem ? existing.get(k) : undefined;
+      if (idem && prior) {
+        results.push(
+          prior.fingerprint === idem.fingerprint
+            ? { status: prior.status_code, body: prior.response, replayed: true }
+            : refusal(
+                'idempotency_key_reused',
+                `The key "${idem.key}" was first used for a different request`,
+                op.requestId,
+              ),
+        );
+        continue;
+      }
+      let result: OpResult;
+      try {
+        result = await op.run(book);
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        result = { status: err.status, body: toProblem(err, op.requestId) };
+      }
+      results.push(result);
+      if (idem) {
+        const record = {
+          organization_id: scope,
+          key: idem.key,
+          fingerprint: idem.fingerprint,
+          status_code: result.status,
+          response: result.body,
+        };
+        records.push(record);
+        existing.set(k, record);
+      }
+    }
+    return { results, records };
+  }
+
+  function outcome(book: Book, records: repo.IdempotencyRecord[]) {
+    return {
+      states: [...book.touched],
+      deltas: [...book.deltas].map(([k, delta]): [string, string, bigint] => {
+        const [org, code] = k.split('\u0000') as [string, string];
+        return [org, code, delta];
+      }),
+      transactions: book.transactions,
+      records,
+      usage: [...book.usage.values()],
+      teams: [...book.touchedTeams],
+    };
+  }
+
+  /**
+   * The one-round-trip path. Undefined when it does not apply or the state it decided from is no
+   * longer current; nothing was written then.
+   */
+  async function executeKnown(ops: LedgerOp[]): Promise<OpResult[] | undefined> {
+    if (!ops.every((o) => o.inMemory && !o.teamIds?.length)) return undefined;
+    const ids = [...new Set(ops.flatMap((o) => o.organizationIds))].sort();
+    const current = ids.map((id) => known.get(id));
+    if (current.some((k) => k === undefined)) return undefined;
+    const live = await deps.organizationStates(deps.db, ids);
+    if (live.size !== ids.length) return undefined;
+    const states = new Map(
+      ids.map((id, i) => [
+        id,
+        { ...(current[i] as Known).state, active: live.get(id)?.active ?? false } as CreditState,
+      ]),
+    );
+    const book = new Book(undefined, states, new Date());
+    const { results, records } = await decide(ops, book, new Map());
+    if (book.recharge.size > 0) return undefined; // starting a top-up takes the locking path
+    try {
+      const { text, values } = repo.writeBatchStatement(outcome(book, records), {
+        organizationIds: ids,
+        versions: current.map((k) => (k as Known).version),
+      });
+      await deps.prepared(text, values);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === repo.STALE_STATE || (code !== undefined && RETRYABLE_PG_CODES.has(code))) {
+        forget(ids, true);
+        return undefined;
+      }
+      throw err;
+    }
+    for (const [i, id] of ids.entries()) {
+      const s = states.get(id) as CreditState;
+      remember(s, (current[i] as Known).version + (book.touched.has(s) ? 1n : 0n));
+    }
+    return results;
+  }
+
+  /** The locking path: one transaction that locks and reads the rows, decides, and writes. */
+  async function executeLocked(ops: LedgerOp[]): Promise<OpResult[]> {
+    let versions = new Map<string, bigint>();
+    let touched = new Set<CreditState>();
+    let states = new Map<string, CreditState>();
+    const results = await deps.db.transaction().execute(async (tx) => {
       const ids = [...new Set(ops.flatMap((o) => o.organizationIds))].sort();
       const live = await deps.organizationStates(tx, ids);
       const liveIds = ids.filter((id) => live.has(id));
@@ -204,85 +379,37 @@ export function createLedgerEngine(deps: EngineDeps) {
         active,
         keyed.map((o) => [o.organizationIds[0] as string, o.idempotency?.key as string]),
       );
-      const states = locked.states;
       const existing = new Map<string, repo.IdempotencyRecord>(
         locked.records.map((r) => [`${r.organization_id}\u0000${r.key}`, r]),
       );
       const teamIds = [...new Set(ops.flatMap((o) => o.teamIds ?? []))].sort();
       const book = new Book(
         tx,
-        states,
+        locked.states,
         new Date(),
         teamIds.length ? await repo.lockTeams(tx, teamIds) : new Map(),
       );
-      const records: repo.IdempotencyRecord[] = [];
-      const results: OpResult[] = [];
-      for (const op of ops) {
-        // Live organizations have had their account since creation.
-        const missingOrg = op.organizationIds.find((id) => !states.has(id));
-        if (missingOrg) {
-          results.push(refusal('not_found', `No organization "${missingOrg}"`, op.requestId));
-          continue;
-        }
-        const scope = op.organizationIds[0] as string;
-        const idem = op.idempotency;
-        const k = idem ? `${scope}\u0000${idem.key}` : '';
-        const prior = idem ? existing.get(k) : undefined;
-        if (idem && prior) {
-          results.push(
-            prior.fingerprint === idem.fingerprint
-              ? { status: prior.status_code, body: prior.response, replayed: true }
-              : refusal(
-                  'idempotency_key_reused',
-                  `The key "${idem.key}" was first used for a different request`,
-                  op.requestId,
-                ),
-          );
-          continue;
-        }
-        let result: OpResult;
-        try {
-          result = await op.run(book);
-        } catch (err) {
-          if (!(err instanceof AppError)) throw err;
-          result = { status: err.status, body: toProblem(err, op.requestId) };
-        }
-        results.push(result);
-        if (idem) {
-          const record = {
-            organization_id: scope,
-            key: idem.key,
-            fingerprint: idem.fingerprint,
-            status_code: result.status,
-            response: result.body,
-          };
-          records.push(record);
-          existing.set(k, record);
-        }
-      }
+      const decided = await decide(ops, book, existing);
       for (const s of book.recharge) await deps.onRecharge(tx, s, { type: 'operator', id: 'auto_recharge' });
-      const inserted = await repo.writeBatch(tx, {
-        states: [...book.touched],
-        deltas: [...book.deltas].map(([k, delta]) => {
-          const [org, code] = k.split('\u0000') as [string, string];
-          return [org, code, delta];
-        }),
-        transactions: book.transactions,
-        records,
-        usage: [...book.usage.values()],
-        teams: [...book.touchedTeams],
-      });
+      const inserted = await repo.writeBatch(tx, outcome(book, decided.records));
       // Another process applied one of these keys since we looked: start over, and replay it.
-      if (inserted !== records.length) throw new Retry();
-      return results;
+      if (inserted !== decided.records.length) throw new Retry();
+      versions = locked.versions;
+      touched = book.touched;
+      states = locked.states;
+      return decided.results;
     });
+    for (const [id, s] of states) remember(s, (versions.get(id) ?? 0n) + (touched.has(s) ? 1n : 0n));
+    return results;
   }
 
-  /** Runs a batch in one transaction, retrying on lost idempotency races and deadlocks. */
+  /** Runs a batch, in one round trip when it can; retries lost idempotency races and deadlocks. */
   async function execute(ops: LedgerOp[]): Promise<OpResult[]> {
+    const quick = await executeKnown(ops);
+    if (quick) return quick;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await executeOnce(ops);
+        return await executeLocked(ops);
       } catch (err) {
         const code = (err as { code?: string }).code;
         const retryable = err instanceof Retry || (code !== undefined && RETRYABLE_PG_CODES.has(code));

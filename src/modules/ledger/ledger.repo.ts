@@ -1,4 +1,4 @@
-import { type Selectable, sql } from 'kysely';
+import { CompiledQuery, type Selectable, sql } from 'kysely';
 import type { Executor } from '../../db/client.js';
 import { pgArray } from '../../db/pg-array.js';
 
@@ -94,10 +94,14 @@ export async function lockAccountsAndFindRecords(
   organizationIds: string[],
   active: Map<string, boolean>,
   pairs: Array<[org: string, key: string]>,
-): Promise<{ states: Map<string, CreditState>; records: IdempotencyRecord[] }> {
+): Promise<{
+  states: Map<string, CreditState>;
+  versions: Map<string, bigint>;
+  records: IdempotencyRecord[];
+}> {
   const { rows } = await sql<{ kind: 'account' | 'record'; row: Record<string, unknown> }>`with
     locked as (
-      select organization_id, balance::text, overdraft_enabled, overdraft_limit::text,
+      select organization_id, version::text, balance::text, overdraft_enabled, overdraft_limit::text,
         monthly_spending_limit::text, spend_month, month_spend::text, usage_events_limit::text,
         month_events::text, auto_recharge_enabled,
         auto_recharge_threshold::text, auto_recharge_amount::text, auto_recharge_payment_method
@@ -113,6 +117,7 @@ export async function lockAccountsAndFindRecords(
     join unnest(${pgArray(pairs.map((p) => p[0]))}::text[], ${pgArray(pairs.map((p) => p[1]))}::text[]) as v(o, k)
       on r.organization_id = v.o and r.key = v.k`.execute(db);
   const states = new Map<string, CreditState>();
+  const versions = new Map<string, bigint>();
   const records: IdempotencyRecord[] = [];
   const big = (v: unknown) => BigInt(v as string);
   for (const { kind, row } of rows) {
@@ -136,8 +141,9 @@ export async function lockAccountsAndFindRecords(
       auto_recharge_payment_method: row.auto_recharge_payment_method as string | null,
     };
     states.set(r.organization_id, toState(r, active.get(r.organization_id) ?? false));
+    versions.set(r.organization_id, big(row.version));
   }
-  return { states, records };
+  return { states, versions, records };
 }
 
 /** Locks the teams' rows (in id order, as every writer does) and returns their budget state. */
@@ -214,25 +220,47 @@ export async function updateCreditPolicy(
     .execute();
 }
 
+/** The `credits` versions a batch was decided from: its write stands only if they are still current. */
+export interface VersionGuard {
+  organizationIds: string[];
+  versions: bigint[];
+}
+
+/** SQLSTATE raised by `ledger_assert_current` when a guarded batch was decided from stale state. */
+export const STALE_STATE = 'OB001';
+
+export interface BatchOutcome {
+  states: CreditState[];
+  deltas: Array<[org: string, code: string, delta: bigint]>;
+  transactions: NewTransaction[];
+  records: IdempotencyRecord[];
+  usage: UsageRollup[];
+  teams: TeamState[];
+}
+
+/** A statement's text and its parameters; the text depends only on the statement's shape. */
+export interface Statement {
+  text: string;
+  values: unknown[];
+}
+
 /**
- * Writes one batch's outcome in a single statement (one round trip while the rows are locked):
- * the new `credits` states, the deltas to other accounts (created on first use, in a fixed
- * order so writers never deadlock), the transactions, and the idempotency records. Returns how
- * many idempotency records were new: fewer than given means another writer got there first.
+ * One batch's outcome as a single statement: the new `credits` states, the deltas to other
+ * accounts (created on first use, in a fixed order so writers never deadlock), the transactions,
+ * the idempotency records, the usage roll-ups and team spend. Its one row's `n` is how many
+ * idempotency records were new: fewer than given means another writer got there first.
+ *
+ * Unguarded, the caller's transaction already holds the `credits` rows' locks. With a `guard`,
+ * the statement is the whole transaction: it first locks the guard's `credits` rows (in id
+ * order, as every writer does) and checks their versions, and every write waits on that check;
+ * a changed version, or an idempotency key stored meanwhile, raises STALE_STATE and writes
+ * nothing.
+ *
+ * The text is the same for every batch of one shape (guarded or not), with every value a
+ * parameter: PostgreSQL can keep it as a prepared statement and skip parsing and planning it.
  */
-export async function writeBatch(
-  db: Executor,
-  batch: {
-    states: CreditState[];
-    deltas: Array<[org: string, code: string, delta: bigint]>;
-    transactions: NewTransaction[];
-    records: IdempotencyRecord[];
-    usage: UsageRollup[];
-    teams: TeamState[];
-  },
-): Promise<number> {
-  const teams = batch.teams;
-  const { states, transactions: txs, records } = batch;
+export function writeBatchStatement(batch: BatchOutcome, guard?: VersionGuard): Statement {
+  const { states, transactions: txs, records, teams } = batch;
   // Sorted, like the account deltas, so concurrent batches take row locks in one order.
   const usage = [...batch.usage].sort((a, b) => {
     const ka = `${a.organization_id}\u0000${a.day}\u0000${a.agent_id}`;
@@ -254,55 +282,92 @@ export async function writeBatch(
   const deltas = [...batch.deltas].sort((a, b) =>
     a[0] === b[0] ? (a[1] < b[1] ? -1 : 1) : a[0] < b[0] ? -1 : 1,
   );
-  const col = <T, V extends string | bigint | null>(rows: T[], f: (r: T) => V) => pgArray(rows.map(f));
-  const { rows } = await sql<{ n: bigint }>`with
+  // A batch's transactions share one time: format it once.
+  let lastDate: Date | undefined;
+  let lastIso = '';
+  const iso = (d: Date) => {
+    if (d !== lastDate) {
+      lastDate = d;
+      lastIso = d.toISOString();
+    }
+    return lastIso;
+  };
+  const values: unknown[] = [];
+  /** A parameter: `$n` in the text, its value in `values`. */
+  const $ = (value: unknown, type: string) => {
+    values.push(value);
+    return `$${values.length}::${type}`;
+  };
+  const col = <T>(rows: T[], type: string, f: (r: T) => string | bigint | null) =>
+    $(pgArray(rows.map(f)), `${type}[]`);
+  const checks = guard
+    ? `locked as (
+      select organization_id, version from ledger_accounts
+      where code = 'credits' and organization_id = any(${$(pgArray(guard.organizationIds), 'text[]')})
+      order by organization_id
+      for update),
+    gate as (
+      select ledger_assert_current(count(*) = ${$(guard.organizationIds.length, 'int')}) as ok
+      from locked join unnest(${$(pgArray(guard.organizationIds), 'text[]')}, ${$(pgArray(guard.versions), 'bigint[]')})
+        as v(organization_id, version) using (organization_id, version)),`
+    : '';
+  // Every write waits on the gate (an init plan evaluated before its first row): the locks are
+  // taken, and the versions checked, before anything is written.
+  const gated = guard ? '(select ok from gate)' : 'true';
+  const text = `with ${checks}
     credits as (
       update ledger_accounts a
       set balance = v.balance, spend_month = v.spend_month, month_spend = v.month_spend,
-        month_events = v.month_events, updated_at = now()
-      from unnest(${col(states, (s) => s.organizationId)}::text[], ${col(states, (s) => s.balance)}::bigint[],
-                  ${col(states, (s) => s.spendMonth)}::text[], ${col(states, (s) => s.monthSpend)}::bigint[],
-                  ${col(states, (s) => s.monthEvents)}::bigint[])
+        month_events = v.month_events, version = a.version + 1, updated_at = now()
+      from unnest(${col(states, 'text', (s) => s.organizationId)}, ${col(states, 'bigint', (s) => s.balance)},
+                  ${col(states, 'text', (s) => s.spendMonth)}, ${col(states, 'bigint', (s) => s.monthSpend)},
+                  ${col(states, 'bigint', (s) => s.monthEvents)})
         as v(organization_id, balance, spend_month, month_spend, month_events)
-      where a.organization_id = v.organization_id and a.code = ${CREDITS}
+      where a.organization_id = v.organization_id and a.code = 'credits' and ${gated}
       returning 1),
     others as (
       insert into ledger_accounts (organization_id, code, balance)
-      select * from unnest(${col(deltas, (d) => d[0])}::text[], ${col(deltas, (d) => d[1])}::text[],
-                           ${col(deltas, (d) => d[2])}::bigint[])
+      select * from unnest(${col(deltas, 'text', (d) => d[0])}, ${col(deltas, 'text', (d) => d[1])},
+                           ${col(deltas, 'bigint', (d) => d[2])}) as v(organization_id, code, balance)
+      where ${gated}
       on conflict (organization_id, code)
-      do update set balance = ledger_accounts.balance + excluded.balance, updated_at = now()
+      do update set balance = ledger_accounts.balance + excluded.balance,
+        version = ledger_accounts.version + 1, updated_at = now()
       returning 1),
     transactions as (
       insert into ledger_transactions (organization_id, id, type, amount, entry_accounts, entry_amounts,
         balance_after, description, actor_type, actor_id, metadata, related_id, created_at)
       select v.organization_id, v.id, v.type, v.amount, v.entry_accounts::text[], v.entry_amounts::bigint[],
         v.balance_after, v.description, v.actor_type, v.actor_id, v.metadata::jsonb, v.related_id, v.created_at
-      from unnest(${col(txs, (t) => t.organization_id)}::text[], ${col(txs, (t) => t.id)}::text[],
-                  ${col(txs, (t) => t.type)}::text[], ${col(txs, (t) => t.amount)}::bigint[],
-                  ${col(txs, (t) => pgArray(t.entries.map((e) => e[0])))}::text[],
-                  ${col(txs, (t) => pgArray(t.entries.map((e) => e[1])))}::text[],
-                  ${col(txs, (t) => t.balance_after)}::bigint[], ${col(txs, (t) => t.description)}::text[],
-                  ${col(txs, (t) => t.actor_type)}::text[], ${col(txs, (t) => t.actor_id)}::text[],
-                  ${col(txs, (t) => JSON.stringify(t.metadata))}::text[], ${col(txs, (t) => t.related_id)}::text[],
-                  ${col(txs, (t) => t.created_at.toISOString())}::timestamptz[])
+      from unnest(${col(txs, 'text', (t) => t.organization_id)}, ${col(txs, 'text', (t) => t.id)},
+                  ${col(txs, 'text', (t) => t.type)}, ${col(txs, 'bigint', (t) => t.amount)},
+                  ${col(txs, 'text', (t) => pgArray(t.entries.map((e) => e[0])))},
+                  ${col(txs, 'text', (t) => pgArray(t.entries.map((e) => e[1])))},
+                  ${col(txs, 'bigint', (t) => t.balance_after)}, ${col(txs, 'text', (t) => t.description)},
+                  ${col(txs, 'text', (t) => t.actor_type)}, ${col(txs, 'text', (t) => t.actor_id)},
+                  ${col(txs, 'text', (t) => JSON.stringify(t.metadata))}, ${col(txs, 'text', (t) => t.related_id)},
+                  ${col(txs, 'timestamptz', (t) => iso(t.created_at))})
         as v(organization_id, id, type, amount, entry_accounts, entry_amounts, balance_after, description,
              actor_type, actor_id, metadata, related_id, created_at)
+      where ${gated}
       returning 1),
     records as (
       insert into idempotency_records (organization_id, key, fingerprint, status_code, response)
       select v.o, v.k, v.f, v.s, v.r::jsonb
-      from unnest(${col(records, (r) => r.organization_id)}::text[], ${col(records, (r) => r.key)}::text[],
-                  ${col(records, (r) => r.fingerprint)}::text[], ${col(records, (r) => BigInt(r.status_code))}::int[],
-                  ${col(records, (r) => JSON.stringify(r.response))}::text[]) as v(o, k, f, s, r)
+      from unnest(${col(records, 'text', (r) => r.organization_id)}, ${col(records, 'text', (r) => r.key)},
+                  ${col(records, 'text', (r) => r.fingerprint)}, ${col(records, 'int', (r) => BigInt(r.status_code))},
+                  ${col(records, 'text', (r) => JSON.stringify(r.response))}) as v(o, k, f, s, r)
+      where ${gated}
       on conflict do nothing
       returning 1),
     rollups as (
       insert into usage_daily (organization_id, day, agent_id, events, credits, tokens_in, tokens_out, cost)
-      select * from unnest(${col(usage, (u) => u.organization_id)}::text[], ${col(usage, (u) => u.day)}::date[],
-                           ${col(usage, (u) => u.agent_id)}::text[], ${col(usage, (u) => u.events)}::bigint[],
-                           ${col(usage, (u) => u.credits)}::bigint[], ${col(usage, (u) => u.tokens_in)}::bigint[],
-                           ${col(usage, (u) => u.tokens_out)}::bigint[], ${col(usage, (u) => u.cost)}::bigint[])
+      select * from unnest(${col(usage, 'text', (u) => u.organization_id)}, ${col(usage, 'date', (u) => u.day)},
+                           ${col(usage, 'text', (u) => u.agent_id)}, ${col(usage, 'bigint', (u) => u.events)},
+                           ${col(usage, 'bigint', (u) => u.credits)}, ${col(usage, 'bigint', (u) => u.tokens_in)},
+                           ${col(usage, 'bigint', (u) => u.tokens_out)}, ${col(usage, 'bigint', (u) => u.cost)})
+        as v(organization_id, day, agent_id, events, credits, tokens_in, tokens_out, cost)
+      where ${gated}
       on conflict (organization_id, day, agent_id) do update set
         events = usage_daily.events + excluded.events, credits = usage_daily.credits + excluded.credits,
         tokens_in = usage_daily.tokens_in + excluded.tokens_in, tokens_out = usage_daily.tokens_out + excluded.tokens_out,
@@ -310,10 +375,12 @@ export async function writeBatch(
       returning 1),
     org_rollups as (
       insert into usage_org_daily (organization_id, day, events, credits, tokens_in, tokens_out, cost)
-      select * from unnest(${col(byOrgDay, (u) => u.organization_id)}::text[], ${col(byOrgDay, (u) => u.day)}::date[],
-                           ${col(byOrgDay, (u) => u.events)}::bigint[], ${col(byOrgDay, (u) => u.credits)}::bigint[],
-                           ${col(byOrgDay, (u) => u.tokens_in)}::bigint[], ${col(byOrgDay, (u) => u.tokens_out)}::bigint[],
-                           ${col(byOrgDay, (u) => u.cost)}::bigint[])
+      select * from unnest(${col(byOrgDay, 'text', (u) => u.organization_id)}, ${col(byOrgDay, 'date', (u) => u.day)},
+                           ${col(byOrgDay, 'bigint', (u) => u.events)}, ${col(byOrgDay, 'bigint', (u) => u.credits)},
+                           ${col(byOrgDay, 'bigint', (u) => u.tokens_in)}, ${col(byOrgDay, 'bigint', (u) => u.tokens_out)},
+                           ${col(byOrgDay, 'bigint', (u) => u.cost)})
+        as v(organization_id, day, events, credits, tokens_in, tokens_out, cost)
+      where ${gated}
       on conflict (organization_id, day) do update set
         events = usage_org_daily.events + excluded.events, credits = usage_org_daily.credits + excluded.credits,
         tokens_in = usage_org_daily.tokens_in + excluded.tokens_in,
@@ -321,16 +388,22 @@ export async function writeBatch(
       returning 1),
     team_spend as (
       update teams t set spend_month = v.spend_month, month_spend = v.month_spend, updated_at = now()
-      from unnest(${col(teams, (x) => x.id)}::text[], ${col(teams, (x) => x.spendMonth)}::text[],
-                  ${col(teams, (x) => x.monthSpend)}::bigint[]) as v(id, spend_month, month_spend)
-      where t.id = v.id
+      from unnest(${col(teams, 'text', (x) => x.id)}, ${col(teams, 'text', (x) => x.spendMonth)},
+                  ${col(teams, 'bigint', (x) => x.monthSpend)}) as v(id, spend_month, month_spend)
+      where t.id = v.id and ${gated}
       returning 1)
-    select (select count(*) from records) as n, (select count(*) from rollups) as rolled,
+    select ${guard ? `ledger_assert_current((select count(*) from records) = ${$(records.length, 'int')}) as current,` : ''}
+           (select count(*) from records) as n, (select count(*) from rollups) as rolled,
            (select count(*) from org_rollups) as rolled_by_organization,
            (select count(*) from team_spend) as teams,
-           (select count(*) from credits) + (select count(*) from others) + (select count(*) from transactions) as written`.execute(
-    db,
-  );
+           (select count(*) from credits) + (select count(*) from others) + (select count(*) from transactions) as written`;
+  return { text, values };
+}
+
+/** Runs writeBatchStatement on `db` (in the caller's transaction, when it is one); the new records' count. */
+export async function writeBatch(db: Executor, batch: BatchOutcome, guard?: VersionGuard): Promise<number> {
+  const { text, values } = writeBatchStatement(batch, guard);
+  const { rows } = await db.executeQuery<{ n: bigint | string | number }>(CompiledQuery.raw(text, values));
   return Number(rows[0]?.n ?? 0);
 }
 

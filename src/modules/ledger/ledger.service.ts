@@ -1,4 +1,4 @@
-import type { Db } from '../../db/client.js';
+import type { Db, DbHandle } from '../../db/client.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { createLedgerAccounts } from './ledger.accounts.js';
@@ -11,6 +11,8 @@ import type { PaymentProvider } from './payments.js';
 
 export interface LedgerDeps {
   db: Db;
+  /** One statement in a transaction of its own, kept prepared (DbHandle.prepared). */
+  prepared: DbHandle['prepared'];
   organizations: OrganizationsService;
   payments: PaymentProvider;
   /** Commit lanes for group commit: 1 on PGlite (one connection), a few on PostgreSQL. */
@@ -34,6 +36,7 @@ export function createLedgerService(deps: LedgerDeps) {
   const { db, organizations, payments } = deps;
   const engine = createLedgerEngine({
     db,
+    prepared: deps.prepared,
     organizationStates: (tx, ids) => organizations.liveStates(tx, ids),
     onRecharge: (tx, s) => queueAutoRecharge(tx, s, payments),
     lanes: deps.lanes,
