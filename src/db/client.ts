@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
@@ -28,24 +27,12 @@ export interface DbHandle {
     onReset: () => void,
   ): Promise<() => Promise<void>>;
   /**
-   * Runs one statement on its own (its own transaction), prepared once per connection where the
-   * driver allows (PostgreSQL): for hot statements whose text repeats with new values, which
-   * PostgreSQL then neither parses nor plans again.
+   * Runs one statement on its own (its own transaction), prepared once per connection under
+   * `name` where the driver allows (PostgreSQL): for hot statements whose text repeats with new
+   * values, which PostgreSQL then does not parse again. One name, one text.
    */
-  prepared(text: string, values: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+  prepared(name: string, text: string, values: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
   close(): Promise<void>;
-}
-
-/** A stable name per statement text (pg keeps one prepared statement per name and connection). */
-const statementNames = new Map<string, string>();
-function statementName(text: string): string {
-  let name = statementNames.get(text);
-  if (name === undefined) {
-    name = `ob_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
-    if (statementNames.size >= 256) statementNames.clear();
-    statementNames.set(text, name);
-  }
-  return name;
 }
 
 const INT8 = 20;
@@ -108,7 +95,7 @@ export function createPostgresDb(databaseUrl: string, poolSize = 10): DbHandle {
     kind: 'postgres',
     poolSize,
     listen,
-    prepared: async (text, values) => pool.query({ name: statementName(text), text, values }),
+    prepared: async (name, text, values) => pool.query({ name, text, values }),
     close: async () => {
       closed = true;
       await Promise.all([...listeners].map((c) => c.end().catch(() => {})));
@@ -133,7 +120,7 @@ export function createPgliteDb(pglite: PGlite, onClose?: () => void): DbHandle {
     // One process owns a PGlite database, and PGlite delivers its own NOTIFYs to its listeners.
     listen: async (channel, onMessage) => pglite.listen(channel, onMessage),
     // Through Kysely, whose dialect hands PGlite's one connection to one user at a time.
-    prepared: async (text, values) =>
+    prepared: async (_name, text, values) =>
       db.executeQuery<Record<string, unknown>>(CompiledQuery.raw(text, values)),
     close: async () => {
       await db.destroy();

@@ -172,7 +172,7 @@ describe('pgArray', () => {
         ),
         async (values) => {
           const clean = values.map((v) => (v === null ? null : v.replaceAll('\u0000', '')));
-          const { rows } = await t.db.prepared('select $1::text[] as a', [pgArray(clean)]);
+          const { rows } = await t.db.prepared('test_text_array', 'select $1::text[] as a', [pgArray(clean)]);
           expect(rows[0]?.a).toEqual(clean);
         },
       ),

@@ -180,7 +180,7 @@ const RETRYABLE_PG_CODES = new Set(['40001', '40P01']);
 export interface EngineDeps {
   db: Db;
   /** One statement in a transaction of its own, kept prepared: the one-round-trip path's write. */
-  prepared: (text: string, values: unknown[]) => Promise<unknown>;
+  prepared: (name: string, text: string, values: unknown[]) => Promise<unknown>;
   /** Live organizations among `ids`, with whether each is active (from the organizations service). */
   organizationStates: (ex: Db | Tx, ids: string[]) => Promise<Map<string, { active: boolean }>>;
   /** Called in the transaction for each `credits` account a change took under its auto-recharge threshold. */
@@ -342,11 +342,11 @@ export function createLedgerEngine(deps: EngineDeps) {
     const { results, records } = await decide(ops, book, new Map());
     if (book.recharge.size > 0) return undefined; // starting a top-up takes the locking path
     try {
-      const { text, values } = repo.writeBatchStatement(outcome(book, records), {
+      const { name, text, values } = repo.writeBatchStatement(outcome(book, records), {
         organizationIds: ids,
         versions: current.map((k) => (k as Known).version),
       });
-      await deps.prepared(text, values);
+      await deps.prepared(name, text, values);
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === repo.STALE_STATE || (code !== undefined && RETRYABLE_PG_CODES.has(code))) {
@@ -418,19 +418,29 @@ export function createLedgerEngine(deps: EngineDeps) {
     }
   }
 
+  /** Hands a committed batch's outcomes to its waiting requests. */
+  function settle(batch: Pending[], outcome: { results: OpResult[] } | { error: unknown }) {
+    if ('error' in outcome) for (const p of batch) p.reject(outcome.error);
+    else for (const [i, p] of batch.entries()) p.resolve(outcome.results[i] as OpResult);
+  }
+
   async function drain(lane: (typeof lanes)[number]) {
     lane.running = true;
+    let done: { batch: Pending[]; outcome: { results: OpResult[] } | { error: unknown } } | undefined;
     try {
       while (lane.queue.length > 0) {
         const batch = lane.queue.splice(0, deps.maxBatch);
-        try {
-          const results = await execute(batch.map((p) => p.op));
-          for (const [i, p] of batch.entries()) p.resolve(results[i] as OpResult);
-        } catch (err) {
-          for (const p of batch) p.reject(err);
-        }
+        // The next batch starts before the last one's requests are answered: its statement is on
+        // its way to the database while this process writes those responses.
+        const running = execute(batch.map((p) => p.op)).then(
+          (results) => ({ results }),
+          (error: unknown) => ({ error }),
+        );
+        if (done) settle(done.batch, done.outcome);
+        done = { batch, outcome: await running };
       }
     } finally {
+      if (done) settle(done.batch, done.outcome);
       lane.running = false;
     }
   }

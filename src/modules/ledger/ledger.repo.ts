@@ -238,8 +238,9 @@ export interface BatchOutcome {
   teams: TeamState[];
 }
 
-/** A statement's text and its parameters; the text depends only on the statement's shape. */
+/** A statement's name, text and parameters; the name and text depend only on its shape. */
 export interface Statement {
+  name: string;
   text: string;
   values: unknown[];
 }
@@ -397,7 +398,7 @@ export function writeBatchStatement(batch: BatchOutcome, guard?: VersionGuard): 
            (select count(*) from org_rollups) as rolled_by_organization,
            (select count(*) from team_spend) as teams,
            (select count(*) from credits) + (select count(*) from others) + (select count(*) from transactions) as written`;
-  return { text, values };
+  return { name: guard ? 'ledger_write_guarded' : 'ledger_write', text, values };
 }
 
 /** Runs writeBatchStatement on `db` (in the caller's transaction, when it is one); the new records' count. */
