@@ -40,6 +40,17 @@ export async function createScratchDatabase(): Promise<Scratch> {
   };
 }
 
+/** VACUUM (ANALYZE) of the whole database at `url`: dead rows reclaimed, statistics fresh. */
+export async function vacuumAnalyze(url: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query('vacuum (analyze)');
+  } finally {
+    await c.end();
+  }
+}
+
 /** The settings that decide whether a commit is durable, and the server version. */
 export async function serverSettings(url: string): Promise<Record<string, string>> {
   const c = new pg.Client({ connectionString: url });

@@ -8,6 +8,8 @@
  * schedule, whatever the answers do) at that peak rate and at 70% of it. After every phase the
  * balances are checked against the accepted debits, and the ledger's invariants with
  * GET /api/ledger/verify; a mismatch fails the run (exit 1). Missing a target does not.
+ * Before each system runs a scenario the database is vacuumed and analyzed (as pgbench does
+ * before a run), so no scenario pays for the autovacuum of the one before.
  *
  * Then the billing case (bench/billing.ts): billing reads over ten million usage events built in
  * SQL, from the roll-ups against a naive GROUP BY over the ledger.
@@ -30,7 +32,14 @@ import { backgroundLoad, cpuMeter, noiseWarning } from './cpu.js';
 import { Client } from './http.js';
 import { closedLoop, type Op, openLoop } from './load.js';
 import { OrgbaseTarget } from './orgbase.js';
-import { createScratchDatabase, NaiveLedger, type Scratch, SERVER_URL, serverSettings } from './pg.js';
+import {
+  createScratchDatabase,
+  NaiveLedger,
+  type Scratch,
+  SERVER_URL,
+  serverSettings,
+  vacuumAnalyze,
+} from './pg.js';
 import {
   detailTable,
   int,
@@ -76,9 +85,14 @@ const log = (line: string) => process.stdout.write(`${line}\n`);
 async function measure(
   label: string,
   op: Op,
-  meter: { serverPid: number | undefined; database: string },
+  meter: { serverPid: number | undefined; database: string; url: string },
   check: () => Promise<void>,
 ) {
+  // Each system starts from a settled database, as pgbench vacuums before a run: else the
+  // autovacuum the previous scenario's writes set off would bill its CPU to this one.
+  const settled = Date.now();
+  await vacuumAnalyze(meter.url);
+  log(`  ${label.padEnd(30)} (database vacuumed and analyzed in ${Date.now() - settled} ms)`);
   const phase = async (name: string, run: () => Promise<Phase['result']>): Promise<Phase> => {
     const stop = cpuMeter(meter.serverPid, meter.database);
     const result = await run();
@@ -139,7 +153,7 @@ async function ledgerScenarios(
     `Created and funded ${ORGS + 1} organizations and the baseline's ${ORGS} accounts in ${Date.now() - setupStart} ms\n`,
   );
 
-  const onServer = { serverPid: server.pid, database: scratch.name };
+  const onServer = { serverPid: server.pid, database: scratch.name, url: scratch.url };
   const hotOrg = hot as string;
   const anyOrg = () => many[Math.floor(Math.random() * many.length)] as string;
   const anyAccount = () => Math.floor(Math.random() * ORGS);
@@ -150,7 +164,7 @@ async function ledgerScenarios(
     return measure(
       label,
       naive.op(pick, amountMicros),
-      { serverPid: undefined, database: scratch.name },
+      { serverPid: undefined, database: scratch.name, url: scratch.url },
       checkNaive,
     );
   };

@@ -188,8 +188,6 @@ export interface EngineDeps {
   /** Concurrent commit lanes; an organization always uses the same lane, so its operations stay ordered. */
   lanes: number;
   maxBatch: number;
-  /** How many organizations' `credits` states to keep in memory for one-statement batches. */
-  cachedStates?: number;
 }
 
 interface Pending {
@@ -206,6 +204,8 @@ interface Known {
 
 /** After another writer changed an organization's row under us, how long it takes the locking path. */
 const CONTENDED_MS = 1000;
+/** Organizations whose state a process remembers at most (the least recently written go first). */
+const MAX_KNOWN = 100_000;
 
 /**
  * Group commit. Operations queue per lane; each lane runs one database transaction at a time
@@ -216,7 +216,8 @@ const CONTENDED_MS = 1000;
  * Two ways to run a batch, with the same decisions:
  * - in one round trip, when every operation is in-memory and this process knows the current
  *   state of every organization involved (it wrote it last): decide from those states, then one
- *   guarded statement locks the rows, checks their versions and writes (repo.writeBatch);
+ *   guarded statement locks the rows, checks their versions and writes
+ *   (repo.writeBatchStatement, prepared);
  * - otherwise, or when that statement finds the state changed (another process, a settings
  *   change, an idempotency key stored meanwhile): BEGIN, lock and read the rows with the stored
  *   idempotency records, decide, write, COMMIT.
@@ -225,7 +226,6 @@ const CONTENDED_MS = 1000;
  */
 export function createLedgerEngine(deps: EngineDeps) {
   const lanes = Array.from({ length: deps.lanes }, () => ({ queue: [] as Pending[], running: false }));
-  const maxKnown = deps.cachedStates ?? 100_000;
   const known = new Map<string, Known>();
   const contendedUntil = new Map<string, number>();
 
@@ -244,7 +244,7 @@ export function createLedgerEngine(deps: EngineDeps) {
     }
     known.delete(id); // re-inserted last: the map's order is least recently written first
     known.set(id, { state: { ...state }, version });
-    if (known.size > maxKnown) known.delete(known.keys().next().value as string);
+    if (known.size > MAX_KNOWN) known.delete(known.keys().next().value as string);
   }
 
   function forget(ids: string[], contended: boolean) {
@@ -418,15 +418,15 @@ export function createLedgerEngine(deps: EngineDeps) {
     }
   }
 
-  /** Hands a committed batch's outcomes to its waiting requests. */
-  function settle(batch: Pending[], outcome: { results: OpResult[] } | { error: unknown }) {
-    if ('error' in outcome) for (const p of batch) p.reject(outcome.error);
-    else for (const [i, p] of batch.entries()) p.resolve(outcome.results[i] as OpResult);
+  /** Hands a committed batch's results (or its failure) to its waiting requests. */
+  function settle(batch: Pending[], ended: { results: OpResult[] } | { error: unknown }) {
+    if ('error' in ended) for (const p of batch) p.reject(ended.error);
+    else for (const [i, p] of batch.entries()) p.resolve(ended.results[i] as OpResult);
   }
 
   async function drain(lane: (typeof lanes)[number]) {
     lane.running = true;
-    let done: { batch: Pending[]; outcome: { results: OpResult[] } | { error: unknown } } | undefined;
+    let done: { batch: Pending[]; ended: { results: OpResult[] } | { error: unknown } } | undefined;
     try {
       while (lane.queue.length > 0) {
         const batch = lane.queue.splice(0, deps.maxBatch);
@@ -436,11 +436,11 @@ export function createLedgerEngine(deps: EngineDeps) {
           (results) => ({ results }),
           (error: unknown) => ({ error }),
         );
-        if (done) settle(done.batch, done.outcome);
-        done = { batch, outcome: await running };
+        if (done) settle(done.batch, done.ended);
+        done = { batch, ended: await running };
       }
     } finally {
-      if (done) settle(done.batch, done.outcome);
+      if (done) settle(done.batch, done.ended);
       lane.running = false;
     }
   }
