@@ -92,6 +92,25 @@ describe('the one-statement ledger path', () => {
     await verified();
   });
 
+  it('does not refuse from a remembered balance that another writer has since raised', async () => {
+    const org = await fundedOrg('1');
+    expect((await deduct(org, '1')).statusCode).toBe(201); // the engine now knows 0
+    // Another writer adds 5 (with its transaction, so the books still balance).
+    await sql`update ledger_accounts set balance = balance + 5000000
+      where organization_id = ${org} and code = 'credits'`.execute(t.db.db);
+    await sql`update ledger_accounts set balance = balance - 5000000
+      where organization_id = ${org} and code = 'sys:top_ups'`.execute(t.db.db);
+    await sql`insert into ledger_transactions (organization_id, id, type, amount, entry_accounts, entry_amounts,
+        balance_after, actor_type)
+      values (${org}, 'txn_01zzzzzzzzzzzzzzzzzzzzzzzy', 'top_up', 5000000, '{sys:top_ups,credits}',
+        '{-5000000,5000000}', 5000000, 'operator')`.execute(t.db.db);
+    // Decided from memory this is a refusal with nothing to write; it must still be checked.
+    const res = await deduct(org, '2');
+    expect(res.statusCode, res.body).toBe(201);
+    expect(await available(org)).toBe('3');
+    await verified();
+  });
+
   it('applies a spending limit set behind the engine to the very next debit', async () => {
     const org = await fundedOrg('100');
     expect((await deduct(org, '1')).statusCode).toBe(201);

@@ -313,7 +313,9 @@ export function writeBatchStatement(batch: BatchOutcome, guard?: VersionGuard): 
         as v(organization_id, version) using (organization_id, version)),`
     : '';
   // Every write waits on the gate (an init plan evaluated before its first row): the locks are
-  // taken, and the versions checked, before anything is written.
+  // taken, and the versions checked, before anything is written. The result reads it first, so
+  // it runs even when nothing is written (a batch of refusals was decided from state that must
+  // still be current too).
   const gated = guard ? '(select ok from gate)' : 'true';
   const text = `with ${checks}
     credits as (
@@ -393,7 +395,12 @@ export function writeBatchStatement(batch: BatchOutcome, guard?: VersionGuard): 
                   ${col(teams, 'bigint', (x) => x.monthSpend)}) as v(id, spend_month, month_spend)
       where t.id = v.id and ${gated}
       returning 1)
-    select ${guard ? `ledger_assert_current((select count(*) from records) = ${$(records.length, 'int')}) as current,` : ''}
+    select ${
+      guard
+        ? `(select ok from gate) as ok,
+           ledger_assert_current((select count(*) from records) = ${$(records.length, 'int')}) as current,`
+        : ''
+    }
            (select count(*) from records) as n, (select count(*) from rollups) as rolled,
            (select count(*) from org_rollups) as rolled_by_organization,
            (select count(*) from team_spend) as teams,
