@@ -168,9 +168,9 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     organizations,
     payments: deps.payments ?? createInvoiceProvider(),
     // Lanes overlap commits, each holding a connection while it runs. A few are enough: the
-    // process decides one batch at a time, and fewer lanes make larger batches (one lane per
-    // 2 cores measured best here). At least one connection stays for reads; PGlite has one
-    // connection, so one lane.
+    // process decides one batch at a time, and fewer lanes make larger batches (two measured
+    // best on a 2-core machine, against one, three or six). At least one connection stays for
+    // reads; PGlite has one connection, so one lane.
     lanes: Math.max(1, Math.min(deps.ledgerLanes ?? 2, deps.db.poolSize - 1)),
     agentOrganizations: agents.organizationsOf,
     audit,
