@@ -17,10 +17,9 @@
  * agent_id (one event in 20 has none), tokens_in, tokens_out and cost as a decimal string, and
  * the exact `balance_after` (amounts follow a 7-step cycle, so the running sum has a closed form).
  * The rows go in with plain INSERT … SELECT FROM generate_series, 500,000 per transaction, on
- * one connection, into the logged table (no UNLOGGED) with its indexes in place; its foreign key
- * to organizations is dropped for the load and added back after it, which validates every row in
- * one pass (PostgreSQL's own bulk-load advice: a third faster than one trigger query per row
- * here). usage_daily (and from it usage_org_daily) is then built with one INSERT … SELECT … GROUP BY — the
+ * one connection, into the logged table (no UNLOGGED) with its indexes in place (it has no foreign
+ * key to organizations since migration 0011: the ledger engine writes it under the credits
+ * account's lock). usage_daily (and from it usage_org_daily) is then built with one INSERT … SELECT … GROUP BY — the
  * state the incremental roll-up maintains — and the account balances from it, so GET
  * /api/ledger/verify would hold. Then VACUUM ANALYZE, so autovacuum does not wake up mid-run on
  * ten million fresh rows and the baselines read a settled table, as in production.
@@ -192,14 +191,6 @@ async function build(url: string, l: Layout): Promise<void> {
       },
     );
 
-    // PostgreSQL's advice for bulk loads ("Populating a Database"): drop the foreign key and add
-    // it back afterwards, which checks every row in one join instead of one trigger query per row.
-    const { rows: foreignKeys } = await c.query<{ name: string; definition: string }>(
-      `select conname as name, pg_get_constraintdef(oid) as definition from pg_constraint
-       where conrelid = 'ledger_transactions'::regclass and contype = 'f'`,
-    );
-    for (const fk of foreignKeys)
-      await q(`alter table ledger_transactions drop constraint ${c.escapeIdentifier(fk.name)}`);
     const started = performance.now();
     for (let lo = 0; lo < EVENTS; lo += CHUNK) {
       const hi = Math.min(EVENTS, lo + CHUNK);
@@ -224,15 +215,6 @@ async function build(url: string, l: Layout): Promise<void> {
     log(
       `  ${`${int(EVENTS)} usage events (INSERT … generate_series, ${int(CHUNK)}/transaction)`.padEnd(58)} ` +
         `${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s`,
-    );
-    await step(
-      `foreign key${foreignKeys.length === 1 ? '' : 's'} added back (checks every row)`,
-      async () => {
-        for (const fk of foreignKeys)
-          await q(
-            `alter table ledger_transactions add constraint ${c.escapeIdentifier(fk.name)} ${fk.definition}`,
-          );
-      },
     );
     await step('VACUUM ANALYZE ledger_transactions', () => q('vacuum analyze ledger_transactions'));
     await step('usage_daily: one INSERT … SELECT … GROUP BY', () =>

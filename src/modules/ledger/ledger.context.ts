@@ -6,7 +6,8 @@ import type { Db } from '../../db/client.js';
 import { authorize, type Permission, type RequestContext } from '../../lib/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
-import { fingerprint, type LedgerEngine, type LedgerOp, type OpResult } from './ledger.engine.js';
+import { fingerprint, type LedgerOp, type OpResult } from './ledger.book.js';
+import type { LedgerEngine } from './ledger.engine.js';
 import type { CreditPolicy } from './ledger.repo.js';
 import type { PaymentProvider } from './payments.js';
 

@@ -6,6 +6,7 @@
 import type { Static } from 'typebox';
 import { type Actor, can, canSee, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
 import { invalidField } from '../../lib/problem.js';
+import { type Book, refusal } from './ledger.book.js';
 import { idem, type LedgerContext, ok } from './ledger.context.js';
 import {
   CREDITS,
@@ -15,7 +16,6 @@ import {
   recordUsageEvent,
   SYSTEM,
 } from './ledger.core.js';
-import { type Book, refusal } from './ledger.engine.js';
 import type { AddCreditsBody, DeductCreditsBody, TransferBody, UsageBody } from './ledger.schema.js';
 import { fmt, nonNegative, positive, viewTransaction } from './ledger.views.js';
 

@@ -8,9 +8,9 @@ import type { Executor } from '../../db/client.js';
 import type { Actor, RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { AppError, invalidField } from '../../lib/problem.js';
+import { type Book, refusal } from './ledger.book.js';
 import { idem, type LedgerContext, ok } from './ledger.context.js';
 import { CREDITS, checkDebit, HELD, SYSTEM } from './ledger.core.js';
-import { type Book, refusal } from './ledger.engine.js';
 import type { CreateHoldBody } from './ledger.schema.js';
 import { fmt, type HoldView, positive, viewHold, viewTransaction } from './ledger.views.js';
 

@@ -4,7 +4,7 @@ import { type Static, Type } from 'typebox';
 import type { RequestContext } from '../../lib/authz.js';
 import { PageResponse } from '../../lib/pagination.js';
 import { OrganizationParams } from '../organizations/organizations.schema.js';
-import type { OpResult } from './ledger.engine.js';
+import type { OpResult } from './ledger.book.js';
 import {
   AddCreditsBody,
   BalanceResponse,

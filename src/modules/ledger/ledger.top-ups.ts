@@ -6,9 +6,9 @@ import type { Tx } from '../../db/client.js';
 import type { Actor, RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { AppError } from '../../lib/problem.js';
+import { type OpResult, refusal } from './ledger.book.js';
 import { type LedgerContext, ok } from './ledger.context.js';
 import { CREDITS, type CreditState, SYSTEM } from './ledger.core.js';
-import { type OpResult, refusal } from './ledger.engine.js';
 import { fmt, type TopUpView, viewTopUp } from './ledger.views.js';
 import type { PaymentProvider } from './payments.js';
 
