@@ -13,6 +13,8 @@ export interface Config {
   adminToken: string | undefined;
   logLevel: LogLevel;
   databasePoolSize: number;
+  /** Keep hot statements prepared per connection (off behind a pooler that cannot, e.g. PgBouncer < 1.21 in transaction mode). */
+  databasePrepare: boolean;
   /** Ledger batches a process commits at once (PostgreSQL; PGlite always has one). */
   ledgerLanes: number;
   publicUrl: string | undefined;
@@ -42,6 +44,15 @@ function intVar(env: NodeJS.ProcessEnv, name: string, fallback: number, min: num
   const n = Number(raw);
   if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
   return n;
+}
+
+function boolVar(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = raw.toLowerCase();
+  if (['true', '1', 'on', 'yes'].includes(v)) return true;
+  if (['false', '0', 'off', 'no'].includes(v)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
 }
 
 function urlVar(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string | undefined {
@@ -90,6 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminToken,
     logLevel: logLevel as LogLevel,
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    databasePrepare: boolVar(env, 'DATABASE_PREPARE', true),
     ledgerLanes: intVar(env, 'LEDGER_LANES', 2, 1, 64),
     publicUrl: urlVar(env, 'PUBLIC_URL', ['http:', 'https:']),
     authSecret,

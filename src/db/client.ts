@@ -56,7 +56,16 @@ const pgTypes = {
   },
 } as pg.CustomTypesConfig;
 
-export function createPostgresDb(databaseUrl: string, poolSize = 10): DbHandle {
+/**
+ * `prepare: false` runs DbHandle.prepared as an ordinary (unnamed) statement, for connection
+ * poolers that cannot keep named prepared statements across transactions.
+ */
+export function createPostgresDb(
+  databaseUrl: string,
+  poolSize = 10,
+  opts: { prepare?: boolean } = {},
+): DbHandle {
+  const prepare = opts.prepare ?? true;
   const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, types: pgTypes });
   // An idle client that loses its server must not take the process down.
   pool.on('error', () => {});
@@ -95,7 +104,8 @@ export function createPostgresDb(databaseUrl: string, poolSize = 10): DbHandle {
     kind: 'postgres',
     poolSize,
     listen,
-    prepared: async (name, text, values) => pool.query({ name, text, values }),
+    prepared: async (name, text, values) =>
+      prepare ? pool.query({ name, text, values }) : pool.query({ text, values }),
     close: async () => {
       closed = true;
       await Promise.all([...listeners].map((c) => c.end().catch(() => {})));
@@ -166,8 +176,11 @@ function isAlive(pid: number): boolean {
 }
 
 /** PostgreSQL when DATABASE_URL is set, else embedded PGlite in the data directory. */
-export async function createDb(config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize'>) {
-  if (config.databaseUrl) return createPostgresDb(config.databaseUrl, config.databasePoolSize);
+export async function createDb(
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databasePrepare'>,
+) {
+  if (config.databaseUrl)
+    return createPostgresDb(config.databaseUrl, config.databasePoolSize, { prepare: config.databasePrepare });
   const unlock = lockDataDir(config.dataDir);
   try {
     return createPgliteDb(await openPglite(join(config.dataDir, 'pg')), unlock);

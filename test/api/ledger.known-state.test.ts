@@ -7,8 +7,10 @@
 import fc from 'fast-check';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import { createPostgresDb } from '../../src/db/client.js';
 import { pgArray } from '../../src/db/pg-array.js';
-import { createTestApp, type TestContext } from '../harness.js';
+import { ADMIN_TOKEN, createTestApp, onPostgres, type TestContext } from '../harness.js';
 
 let t: TestContext;
 beforeAll(async () => {
@@ -197,5 +199,35 @@ describe('pgArray', () => {
       ),
       { numRuns: 150 },
     );
+  });
+});
+
+describe.runIf(onPostgres)('two processes, one of them without prepared statements', () => {
+  it('alternate debits on one organization exactly, each deciding again when the other wrote', async () => {
+    const other = await buildApp({
+      db: createPostgresDb(t.db.poolUrl as string, 3, { prepare: false }),
+      adminToken: ADMIN_TOKEN,
+    });
+    try {
+      const org = await fundedOrg('10');
+      const there = (amount: string) =>
+        other.inject({
+          method: 'POST',
+          url: `/api/organizations/${org}/credits/deduct`,
+          payload: { amount },
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        });
+      // Each side remembers the state it wrote last, which the other side has since changed.
+      for (let i = 0; i < 4; i++) {
+        expect((await deduct(org, '1')).statusCode).toBe(201);
+        expect((await there('1')).statusCode).toBe(201);
+      }
+      expect((await there('3')).statusCode).toBe(402); // 2 left, whatever `other` remembers
+      expect((await deduct(org, '2')).statusCode).toBe(201);
+      expect(await available(org)).toBe('0');
+      await verified();
+    } finally {
+      await other.close();
+    }
   });
 });
