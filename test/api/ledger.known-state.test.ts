@@ -50,6 +50,24 @@ async function version(org: string): Promise<bigint> {
   return BigInt(rows[0]?.version ?? -1);
 }
 
+/**
+ * Another writer moves `micros` into (or, negative, out of) the organization's `credits` from an
+ * existing counter account, with its transaction, so the books still balance: nothing the engine
+ * remembers knows of it.
+ */
+async function moveBehindEngine(org: string, counter: string, micros: bigint, type: string) {
+  const amount = micros < 0n ? -micros : micros;
+  await sql`update ledger_accounts set balance = balance + ${micros}
+    where organization_id = ${org} and code = 'credits'`.execute(t.db.db);
+  await sql`update ledger_accounts set balance = balance - ${micros}
+    where organization_id = ${org} and code = ${counter}`.execute(t.db.db);
+  await sql`insert into ledger_transactions (organization_id, id, type, amount, entry_accounts, entry_amounts,
+      balance_after, actor_type)
+    select ${org}, 'txn_01zzzzzzzzzzzzzzzzzzzzzzzz', ${type}, ${amount},
+      array[${counter}, 'credits'], array[${-micros}, ${micros}]::bigint[], balance, 'operator'
+    from ledger_accounts where organization_id = ${org} and code = 'credits'`.execute(t.db.db);
+}
+
 async function verified() {
   expect((await t.call({ method: 'GET', url: '/api/ledger/verify' })).json()).toMatchObject({ ok: true });
 }
@@ -69,21 +87,7 @@ describe('the one-statement ledger path', () => {
   it('decides from the current balance when the row changed behind the engine', async () => {
     const org = await fundedOrg('10');
     expect((await deduct(org, '1')).statusCode).toBe(201); // the engine now knows 9
-    // Another writer takes 8.5 (with its transaction, so the books still balance).
-    await sql`with moved as (
-        update ledger_accounts set balance = balance - 8500000
-        where organization_id = ${org} and code = 'credits' returning 1)
-      update ledger_accounts set balance = balance + 8500000
-      where organization_id = ${org} and code = 'sys:adjustments'`.execute(t.db.db);
-    await sql`insert into ledger_accounts (organization_id, code, balance)
-      select ${org}, 'sys:adjustments', 8500000 where not exists (
-        select 1 from ledger_accounts where organization_id = ${org} and code = 'sys:adjustments')`.execute(
-      t.db.db,
-    );
-    await sql`insert into ledger_transactions (organization_id, id, type, amount, entry_accounts, entry_amounts,
-        balance_after, actor_type)
-      values (${org}, 'txn_01zzzzzzzzzzzzzzzzzzzzzzzz', 'deduction', 8500000, '{credits,sys:adjustments}',
-        '{-8500000,8500000}', 500000, 'operator')`.execute(t.db.db);
+    await moveBehindEngine(org, 'sys:adjustments', -8_500_000n, 'deduction'); // another writer takes 8.5
     // Remembered: 9 available; current: 0.5. One credit must be refused, and nothing written.
     const refused = await deduct(org, '1');
     expect(refused.statusCode, refused.body).toBe(402);
@@ -97,15 +101,7 @@ describe('the one-statement ledger path', () => {
   it('does not refuse from a remembered balance that another writer has since raised', async () => {
     const org = await fundedOrg('1');
     expect((await deduct(org, '1')).statusCode).toBe(201); // the engine now knows 0
-    // Another writer adds 5 (with its transaction, so the books still balance).
-    await sql`update ledger_accounts set balance = balance + 5000000
-      where organization_id = ${org} and code = 'credits'`.execute(t.db.db);
-    await sql`update ledger_accounts set balance = balance - 5000000
-      where organization_id = ${org} and code = 'sys:top_ups'`.execute(t.db.db);
-    await sql`insert into ledger_transactions (organization_id, id, type, amount, entry_accounts, entry_amounts,
-        balance_after, actor_type)
-      values (${org}, 'txn_01zzzzzzzzzzzzzzzzzzzzzzzy', 'top_up', 5000000, '{sys:top_ups,credits}',
-        '{-5000000,5000000}', 5000000, 'operator')`.execute(t.db.db);
+    await moveBehindEngine(org, 'sys:top_ups', 5_000_000n, 'top_up'); // another writer adds 5
     // Decided from memory this is a refusal with nothing to write; it must still be checked.
     const res = await deduct(org, '2');
     expect(res.statusCode, res.body).toBe(201);

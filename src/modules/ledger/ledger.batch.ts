@@ -90,15 +90,16 @@ export function writeBatchStatement(batch: BatchOutcome, guard?: VersionGuard): 
   };
   const col = <T>(rows: T[], type: string, f: (r: T) => string | bigint | null) =>
     $(pgArray(rows.map(f)), `${type}[]`);
+  const guarded = guard && $(pgArray(guard.organizationIds), 'text[]');
   const checks = guard
     ? `locked as (
       select organization_id, version from ledger_accounts
-      where code = 'credits' and organization_id = any(${$(pgArray(guard.organizationIds), 'text[]')})
+      where code = 'credits' and organization_id = any(${guarded})
       order by organization_id
       for update),
     gate as (
       select ledger_assert_current(count(*) = ${$(guard.organizationIds.length, 'int')}) as ok
-      from locked join unnest(${$(pgArray(guard.organizationIds), 'text[]')}, ${$(pgArray(guard.versions), 'bigint[]')})
+      from locked join unnest(${guarded}, ${$(pgArray(guard.versions), 'bigint[]')})
         as v(organization_id, version) using (organization_id, version)),`
     : '';
   // Every write waits on the gate (an init plan evaluated before its first row): the locks are

@@ -23,6 +23,11 @@ export interface EngineDeps {
   maxBatch: number;
 }
 
+/** The organizations a batch involves, in id order (the order every writer locks them in). */
+function organizationsOf(ops: LedgerOp[]): string[] {
+  return [...new Set(ops.flatMap((o) => o.organizationIds))].sort();
+}
+
 interface Pending {
   op: LedgerOp;
   resolve: (r: OpResult) => void;
@@ -76,8 +81,15 @@ export function createLedgerEngine(deps: EngineDeps) {
       contendedUntil.delete(id);
     }
     known.delete(id); // re-inserted last: the map's order is least recently written first
-    known.set(id, { state: { ...state }, version });
+    // The batch's book is done with `state`, and each batch decides from copies: no copy here.
+    known.set(id, { state, version });
     if (known.size > MAX_KNOWN) known.delete(known.keys().next().value as string);
+  }
+
+  /** Remembers a committed batch's states: a row it wrote is one version past the one it read. */
+  function rememberBatch(book: Book, versionsRead: Map<string, bigint>) {
+    for (const [id, s] of book.states)
+      remember(s, (versionsRead.get(id) ?? 0n) + (book.touched.has(s) ? 1n : 0n));
   }
 
   function forget(ids: string[], contended: boolean) {
@@ -160,11 +172,12 @@ export function createLedgerEngine(deps: EngineDeps) {
    */
   async function executeKnown(ops: LedgerOp[]): Promise<OpResult[] | undefined> {
     if (!ops.every((o) => o.inMemory && !o.teamIds?.length)) return undefined;
-    const ids = [...new Set(ops.flatMap((o) => o.organizationIds))].sort();
+    const ids = organizationsOf(ops);
     const current = ids.map((id) => known.get(id));
     if (current.some((k) => k === undefined)) return undefined;
     const live = await deps.organizationStates(deps.db, ids);
     if (live.size !== ids.length) return undefined;
+    const read = new Map(ids.map((id, i) => [id, (current[i] as Known).version]));
     const states = new Map(
       ids.map((id, i) => [
         id,
@@ -177,7 +190,7 @@ export function createLedgerEngine(deps: EngineDeps) {
     try {
       const { name, text, values } = writeBatchStatement(outcome(book, records), {
         organizationIds: ids,
-        versions: current.map((k) => (k as Known).version),
+        versions: ids.map((id) => read.get(id) as bigint),
       });
       await deps.prepared(name, text, values);
     } catch (err) {
@@ -188,20 +201,14 @@ export function createLedgerEngine(deps: EngineDeps) {
       }
       throw err;
     }
-    for (const [i, id] of ids.entries()) {
-      const s = states.get(id) as CreditState;
-      remember(s, (current[i] as Known).version + (book.touched.has(s) ? 1n : 0n));
-    }
+    rememberBatch(book, read);
     return results;
   }
 
   /** The locking path: one transaction that locks and reads the rows, decides, and writes. */
   async function executeLocked(ops: LedgerOp[]): Promise<OpResult[]> {
-    let versions = new Map<string, bigint>();
-    let touched = new Set<CreditState>();
-    let states = new Map<string, CreditState>();
-    const results = await deps.db.transaction().execute(async (tx) => {
-      const ids = [...new Set(ops.flatMap((o) => o.organizationIds))].sort();
+    const done = await deps.db.transaction().execute(async (tx) => {
+      const ids = organizationsOf(ops);
       const live = await deps.organizationStates(tx, ids);
       const liveIds = ids.filter((id) => live.has(id));
       const active = new Map([...live].map(([id, s]) => [id, s.active]));
@@ -227,13 +234,10 @@ export function createLedgerEngine(deps: EngineDeps) {
       const inserted = await writeBatch(tx, outcome(book, decided.records));
       // Another process applied one of these keys since we looked: start over, and replay it.
       if (inserted !== decided.records.length) throw new Retry();
-      versions = locked.versions;
-      touched = book.touched;
-      states = locked.states;
-      return decided.results;
+      return { results: decided.results, book, versions: locked.versions };
     });
-    for (const [id, s] of states) remember(s, (versions.get(id) ?? 0n) + (touched.has(s) ? 1n : 0n));
-    return results;
+    rememberBatch(done.book, done.versions);
+    return done.results;
   }
 
   /** Runs a batch, in one round trip when it can; retries lost idempotency races and deadlocks. */
