@@ -154,6 +154,7 @@ export function createLedgerEngine(deps: EngineDeps) {
 
   function outcome(book: Book, records: repo.IdempotencyRecord[]) {
     return {
+      at: book.now,
       states: [...book.touched],
       deltas: [...book.deltas].map(([k, delta]): [string, string, bigint] => {
         const [org, code] = k.split('\u0000') as [string, string];
