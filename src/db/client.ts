@@ -57,18 +57,36 @@ const pgTypes = {
 } as pg.CustomTypesConfig;
 
 /**
- * `prepare: false` runs DbHandle.prepared as an ordinary (unnamed) statement, for connection
- * poolers that cannot keep named prepared statements across transactions.
+ * `poolSize` connections in all. DbHandle.prepared runs on `hotConnections` of them (default 2,
+ * at most all but one), kept apart with generic plans forced: PostgreSQL otherwise re-plans a
+ * prepared statement for every execution when its custom plans look cheaper than the generic one,
+ * as they do for a hot statement's small arrays, and the planning cost more than the statement's
+ * work. The other connections keep the default, so that ad hoc queries get plans for their values
+ * (a parameter compared with a partial index's predicate, say).
+ *
+ * `prepare: false` runs DbHandle.prepared as an ordinary (unnamed) statement on the one pool, for
+ * connection poolers that cannot keep named prepared statements across transactions (nor pass
+ * startup options on).
  */
 export function createPostgresDb(
   databaseUrl: string,
   poolSize = 10,
-  opts: { prepare?: boolean } = {},
+  opts: { prepare?: boolean; hotConnections?: number } = {},
 ): DbHandle {
   const prepare = opts.prepare ?? true;
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, types: pgTypes });
+  const hotSize = prepare ? Math.max(0, Math.min(opts.hotConnections ?? 2, poolSize - 1)) : 0;
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize - hotSize, types: pgTypes });
+  const hot = hotSize
+    ? new pg.Pool({
+        connectionString: databaseUrl,
+        max: hotSize,
+        types: pgTypes,
+        options: '-c plan_cache_mode=force_generic_plan',
+      })
+    : undefined;
   // An idle client that loses its server must not take the process down.
   pool.on('error', () => {});
+  hot?.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const listeners = new Set<pg.Client>();
   let closed = false;
@@ -105,10 +123,11 @@ export function createPostgresDb(
     poolSize,
     listen,
     prepared: async (name, text, values) =>
-      prepare ? pool.query({ name, text, values }) : pool.query({ text, values }),
+      prepare ? (hot ?? pool).query({ name, text, values }) : pool.query({ text, values }),
     close: async () => {
       closed = true;
       await Promise.all([...listeners].map((c) => c.end().catch(() => {})));
+      await hot?.end();
       await db.destroy();
     },
   };
@@ -177,10 +196,14 @@ function isAlive(pid: number): boolean {
 
 /** PostgreSQL when DATABASE_URL is set, else embedded PGlite in the data directory. */
 export async function createDb(
-  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databasePrepare'>,
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databasePrepare' | 'ledgerLanes'>,
 ) {
   if (config.databaseUrl)
-    return createPostgresDb(config.databaseUrl, config.databasePoolSize, { prepare: config.databasePrepare });
+    return createPostgresDb(config.databaseUrl, config.databasePoolSize, {
+      prepare: config.databasePrepare,
+      // One connection per ledger lane for its hot statement: a lane has one in flight at most.
+      hotConnections: config.ledgerLanes,
+    });
   const unlock = lockDataDir(config.dataDir);
   try {
     return createPgliteDb(await openPglite(join(config.dataDir, 'pg')), unlock);

@@ -227,3 +227,26 @@ describe.runIf(onPostgres)('two processes, one of them without prepared statemen
     }
   });
 });
+
+describe.runIf(onPostgres)('the hot statement’s connections', () => {
+  it('force generic plans, and only they: other queries keep plans for their values', async () => {
+    const db = createPostgresDb(t.db.poolUrl as string, 3);
+    try {
+      const mode = async (run: () => Promise<{ rows: unknown[] }>) =>
+        ((await run()).rows[0] as { plan_cache_mode?: string } | undefined)?.plan_cache_mode;
+      expect(await mode(() => db.prepared('test_plan_mode', 'show plan_cache_mode', []))).toBe(
+        'force_generic_plan',
+      );
+      expect(await mode(() => sql`show plan_cache_mode`.execute(db.db))).toBe('auto');
+      // Behind a pooler (no prepared statements, no startup options) everything keeps the default.
+      const pooled = createPostgresDb(t.db.poolUrl as string, 3, { prepare: false });
+      try {
+        expect(await mode(() => pooled.prepared('test_plan_mode', 'show plan_cache_mode', []))).toBe('auto');
+      } finally {
+        await pooled.close();
+      }
+    } finally {
+      await db.close();
+    }
+  });
+});
