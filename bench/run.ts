@@ -50,6 +50,7 @@ import {
   type Scenario,
   summaryTable,
   type Target,
+  table,
   targetsTable,
 } from './report.js';
 import { type Server, startServer } from './server.js';
@@ -73,6 +74,7 @@ const PARTS = parts();
 const CONNECTIONS = positiveEnv('BENCH_CONNECTIONS', 64);
 const OPEN_MS = positiveEnv('BENCH_SECONDS', 6) * 1000;
 const SATURATION_MS = 5000;
+const CEILING_MS = 3000;
 const WARMUP_MS = 1000;
 const ORGS = 1000;
 const BATCH = 100;
@@ -132,6 +134,47 @@ function targets(a: Scenario, b: Scenario, c: Scenario): Target[] {
   ];
 }
 
+/**
+ * What one server process answers at most on this machine when a request does no ledger work:
+ * GET /healthz (routing and a reply), and POST /api/usage refused at validation (the bearer
+ * token, the rate limiter, the body's parsing and the schema, then a problem+json answer). It
+ * bounds what any single-event debit can reach here, whatever the ledger does.
+ */
+async function httpCeilings(client: Client, serverPid: number, database: string) {
+  const probes: Array<[string, Op]> = [
+    [
+      'GET /healthz',
+      async () => {
+        const res = await client.request('GET', '/healthz');
+        if (res.status !== 200) throw new Error(`GET /healthz answered ${res.status}`);
+        return 1;
+      },
+    ],
+    [
+      'POST /api/usage, refused (no events)',
+      async () => {
+        const res = await client.request('POST', '/api/usage', { events: [] });
+        if (res.status !== 400) throw new Error(`POST /api/usage with no events answered ${res.status}`);
+        return 1;
+      },
+    ],
+  ];
+  const rows: string[][] = [];
+  let refusedRate = Number.NaN;
+  for (const [label, op] of probes) {
+    const stop = cpuMeter(serverPid, database);
+    const r = await closedLoop(op, CONNECTIONS, CEILING_MS, WARMUP_MS);
+    const cpu = stop();
+    if (r.errors) throw new Error(`${label}: ${r.errors} errors (${r.firstError})`);
+    refusedRate = r.requestsPerSec;
+    rows.push([label, int(r.requestsPerSec), ms(r.p50), ms(r.p99), cpu ? `${Math.round(cpu.server)}%` : '—']);
+  }
+  log('HTTP ceiling of the server process (closed loop, no ledger work):\n');
+  log(table(['request', 'req/s', 'p50 ms', 'p99 ms', 'server cpu'], rows));
+  log('');
+  return refusedRate;
+}
+
 /** The ledger scenarios (a), (b), (c) against the naive baseline, with their tables. */
 async function ledgerScenarios(
   scratch: Scratch,
@@ -154,6 +197,7 @@ async function ledgerScenarios(
   );
 
   const onServer = { serverPid: server.pid, database: scratch.name, url: scratch.url };
+  const ceiling = await httpCeilings(client, server.pid, scratch.name);
   const hotOrg = hot as string;
   const anyOrg = () => many[Math.floor(Math.random() * many.length)] as string;
   const anyAccount = () => Math.floor(Math.random() * ORGS);
@@ -209,6 +253,10 @@ async function ledgerScenarios(
   log(summaryTable(scenarios));
   log(`\n* ${c.baselineNote}`);
   log(`\n${targetsTable(targets(a, b, c))}`);
+  log(
+    `\nFor scale: this process answers at most ${int(ceiling)} requests/s that stop at validation, with no ` +
+      'ledger work at all; a single-event debit is one such request plus its share of a batch.',
+  );
   log(
     '\nEvery phase (cpu in % of one core: Orgbase server / this load generator / PostgreSQL / anything else on the machine):\n',
   );
