@@ -182,7 +182,18 @@ describe('pgArray', () => {
         fc.array(
           fc.oneof(
             fc.string({ unit: 'grapheme', maxLength: 12 }),
-            fc.constantFrom('', 'NULL', 'null', ' x', '{a,b}', '"q"', 'back\\slash', 'a,b', 'sys:usage'),
+            fc.constantFrom(
+              '',
+              'NULL',
+              'null',
+              'NuLl',
+              ' x',
+              '{a,b}',
+              '"q"',
+              'back\\slash',
+              'a,b',
+              'sys:usage',
+            ),
             fc.constant(null),
           ),
           { maxLength: 8 },
