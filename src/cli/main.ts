@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=32
 import { Command } from 'commander';
 import { buildApp } from '../app.js';
 import { createDb } from '../db/client.js';
