@@ -11,7 +11,7 @@ export function pgArray(values: Array<string | bigint | null>): string {
     if (v === null || v === undefined) out += 'NULL';
     else if (typeof v === 'bigint') out += v.toString();
     else if (BARE.test(v) && !(v.length === 4 && v.toLowerCase() === 'null')) out += v;
-    else out += `"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPED, (c) => `\\${c}`) : v}"`;
+    else out += `"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPED, '\\$&') : v}"`;
   }
   return `${out}}`;
 }

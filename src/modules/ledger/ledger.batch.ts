@@ -56,11 +56,13 @@ export interface Statement {
 export function writeBatchStatement(batch: BatchOutcome, guard?: VersionGuard): Statement {
   const { states, transactions: txs, records, teams } = batch;
   // Sorted, like the account deltas, so concurrent batches take row locks in one order.
-  const usage = [...batch.usage].sort((a, b) => {
-    const ka = `${a.organization_id}\u0000${a.day}\u0000${a.agent_id}`;
-    const kb = `${b.organization_id}\u0000${b.day}\u0000${b.agent_id}`;
-    return ka < kb ? -1 : ka > kb ? 1 : 0;
-  });
+  // Field by field: a key string per comparison was a visible share of a large batch's CPU.
+  const usage = [...batch.usage].sort(
+    (a, b) =>
+      compare(a.organization_id, b.organization_id) ||
+      compare(a.day, b.day) ||
+      compare(a.agent_id, b.agent_id),
+  );
   // The same usage by organization and day (all agents), in the same (sorted) order.
   const byOrgDay: UsageRollup[] = [];
   for (const u of usage) {
@@ -73,9 +75,7 @@ export function writeBatchStatement(batch: BatchOutcome, guard?: VersionGuard): 
       last.cost += u.cost;
     } else byOrgDay.push({ ...u, agent_id: '' });
   }
-  const deltas = [...batch.deltas].sort((a, b) =>
-    a[0] === b[0] ? (a[1] < b[1] ? -1 : 1) : a[0] < b[0] ? -1 : 1,
-  );
+  const deltas = [...batch.deltas].sort((a, b) => compare(a[0], b[0]) || compare(a[1], b[1]));
   const values: unknown[] = [];
   /** A parameter: `$n` in the text, its value in `values`. */
   const $ = (value: unknown, type: string) => {
@@ -199,6 +199,11 @@ export function writeBatchStatement(batch: BatchOutcome, guard?: VersionGuard): 
         : ''
     } (select count(*) from records) as n`;
   return { name: `ledger_write${guard ? '_guarded' : ''}_${width}${ragged ? 'r' : ''}`, text, values };
+}
+
+/** String order by code unit, as the sorts before writing need (the same in every process). */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** JSON text for a jsonb column, or null for an empty object (the column's default, not parsed). */
