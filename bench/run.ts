@@ -141,38 +141,31 @@ function targets(a: Scenario, b: Scenario, c: Scenario): Target[] {
  * bounds what any single-event debit can reach here, whatever the ledger does.
  */
 async function httpCeilings(client: Client, serverPid: number, database: string) {
-  const probes: Array<[string, Op]> = [
-    [
-      'GET /healthz',
-      async () => {
-        const res = await client.request('GET', '/healthz');
-        if (res.status !== 200) throw new Error(`GET /healthz answered ${res.status}`);
-        return 1;
-      },
-    ],
-    [
-      'POST /api/usage, refused (no events)',
-      async () => {
-        const res = await client.request('POST', '/api/usage', { events: [] });
-        if (res.status !== 400) throw new Error(`POST /api/usage with no events answered ${res.status}`);
-        return 1;
-      },
-    ],
-  ];
   const rows: string[][] = [];
-  let refusedRate = Number.NaN;
-  for (const [label, op] of probes) {
+  const probe = async (label: string, op: Op) => {
     const stop = cpuMeter(serverPid, database);
     const r = await closedLoop(op, CONNECTIONS, CEILING_MS, WARMUP_MS);
     const cpu = stop();
     if (r.errors) throw new Error(`${label}: ${r.errors} errors (${r.firstError})`);
-    refusedRate = r.requestsPerSec;
     rows.push([label, int(r.requestsPerSec), ms(r.p50), ms(r.p99), cpu ? `${Math.round(cpu.server)}%` : '—']);
-  }
+    return r.requestsPerSec;
+  };
+  const answering =
+    (method: string, path: string, body: unknown, status: number): Op =>
+    async () => {
+      const res = await client.request(method, path, body);
+      if (res.status !== status) throw new Error(`${method} ${path} answered ${res.status}, not ${status}`);
+      return 1;
+    };
+  await probe('GET /healthz', answering('GET', '/healthz', undefined, 200));
+  const refused = await probe(
+    'POST /api/usage, refused (no events)',
+    answering('POST', '/api/usage', { events: [] }, 400),
+  );
   log('HTTP ceiling of the server process (closed loop, no ledger work):\n');
   log(table(['request', 'req/s', 'p50 ms', 'p99 ms', 'server cpu'], rows));
   log('');
-  return refusedRate;
+  return refused;
 }
 
 /** The ledger scenarios (a), (b), (c) against the naive baseline, with their tables. */
