@@ -77,16 +77,17 @@ export class AppError extends Error {
     detail?: string,
     options: { errors?: FieldError[]; extra?: Record<string, unknown> } = {},
   ) {
+    const { status, title } = ErrorCodes[code];
     const limit = Error.stackTraceLimit;
-    if (ErrorCodes[code].status < 500) Error.stackTraceLimit = 0;
+    if (status < 500) Error.stackTraceLimit = 0;
     try {
-      super(detail ?? ErrorCodes[code].title);
+      super(detail ?? title);
     } finally {
       Error.stackTraceLimit = limit;
     }
     this.name = 'AppError';
     this.code = code;
-    this.status = ErrorCodes[code].status;
+    this.status = status;
     this.errors = options.errors;
     this.extra = options.extra;
   }
