@@ -2,12 +2,18 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import { sql } from 'kysely';
 import { Type } from 'typebox';
 import type { DbHandle } from './db/client.js';
 import type { RequestContext } from './lib/authz.js';
 import {
+  clientErrorHandler,
   installErrorHandling,
   installJsonParser,
   installValidation,
@@ -137,7 +143,7 @@ export type App = FastifyInstance & { services: Services };
 const VERSION = '0.1.0';
 const BEARER = /^Bearer\s+(\S+)$/i;
 
-async function wireServices(deps: AppDeps): Promise<Services> {
+async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Services> {
   const db = deps.db.db;
   const audit = createAuditService();
   const lifecycle: OrganizationLifecycle = {
@@ -174,6 +180,7 @@ async function wireServices(deps: AppDeps): Promise<Services> {
     lanes: Math.max(1, Math.min(deps.ledgerLanes ?? 2, deps.db.poolSize - 1)),
     agentOrganizations: agents.organizationsOf,
     audit,
+    log,
   });
   const members = createMembersService({ db, audit, organizations, capacity: plans.assertCapacity });
   lifecycle.created.push(ledger.openAccount, members.onOrganizationCreated, plans.onOrganizationCreated);
@@ -291,6 +298,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     genReqId: requestIdFrom,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
+    clientErrorHandler,
     ajv: { customOptions: { strict: false } },
     // Errors Fastify raises before routing (a malformed URL) still leave as problem+json.
     frameworkErrors: (err, req, reply) => {
@@ -303,7 +311,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  const services = await wireServices(deps);
+  const services = await wireServices(deps, app.log);
   const stopListening = [await services.apiKeys.start(), await services.organizations.start()];
   app.addHook('onClose', async () => {
     for (const stop of stopListening) await stop();

@@ -1,8 +1,10 @@
-import { Ajv, type ErrorObject } from 'ajv';
+import type { Duplex } from 'node:stream';
+import { Ajv, type ErrorObject, type SchemaValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import secureJson from 'secure-json-parse';
 import { ulid } from './ids.js';
+import { inputProblem, type JsonShape, shapeProblem } from './input.js';
 import { AppError, type FieldError, toProblem } from './problem.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -93,14 +95,38 @@ function makeAjv(coerce: boolean) {
   });
   addFormats.default(ajv);
   ajv.addKeyword({ keyword: 'x-message', schemaType: 'string' });
+  // Free-form JSON (metadata) under caps a schema cannot say: depth, size, and keys at every level.
+  const checkShape: SchemaValidateFunction = (shape: JsonShape, data: unknown) => {
+    const problem = shapeProblem(data, shape);
+    checkShape.errors = problem
+      ? [
+          {
+            keyword: 'x-json',
+            message: problem.path ? `${problem.path}: ${problem.message}` : problem.message,
+          },
+        ]
+      : [];
+    return problem === undefined;
+  };
+  ajv.addKeyword({ keyword: 'x-json', schemaType: 'object', errors: true, validate: checkShape });
   return ajv;
+}
+
+function invalidInput(problem: { field: string; message: string }): AppError {
+  return new AppError('validation_failed', `${problem.field}: ${problem.message}`, { errors: [problem] });
 }
 
 /**
  * Bodies are validated strictly (a string is never a number, an unknown field is an error);
- * query strings and path parameters are text, so they are coerced.
+ * query strings and path parameters are text, so they are coerced. Before any schema, every
+ * string of the path and query passes the one rule for stored text (src/lib/input.ts); the
+ * body's did in the parser.
  */
 export function installValidation(app: FastifyInstance): void {
+  app.addHook('preValidation', (req, _reply, done) => {
+    const problem = inputProblem(req.params, '', 2) ?? inputProblem(req.query, '', 2);
+    done(problem ? invalidInput(problem) : undefined);
+  });
   const strict = makeAjv(false);
   const coercing = makeAjv(true);
   app.setValidatorCompiler(({ schema, httpPart }) => {
@@ -123,14 +149,18 @@ export function installJsonParser(app: FastifyInstance): void {
     (_req, body, done) => {
       const text = String(body);
       if (text.trim() === '') return done(null, undefined);
+      let parsed: unknown;
       try {
-        done(null, secureJson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' }));
+        parsed = secureJson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' });
       } catch (err) {
-        done(
+        return done(
           new AppError('invalid_json', `The body is not valid JSON: ${(err as Error).message}`),
           undefined,
         );
       }
+      const problem = inputProblem(parsed);
+      if (problem) return done(invalidInput(problem), undefined);
+      done(null, parsed);
     },
   );
 }
@@ -164,6 +194,27 @@ function fromFastifyError(err: FastifyError): AppError | undefined {
   if (err.statusCode === 415) return new AppError('unsupported_media_type', err.message);
   if (err.statusCode === 400) return new AppError('validation_failed', err.message);
   return undefined;
+}
+
+/**
+ * What Node's HTTP parser refuses before Fastify sees a request (headers past 16 KiB, a malformed
+ * request line or header) is answered as problem+json too, on the raw socket, and closed.
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const problem =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new AppError('headers_too_large', 'The request headers are larger than 16 KiB')
+      : new AppError('validation_failed', 'The request is not valid HTTP/1.1');
+  const body = JSON.stringify(toProblem(problem, `req_${ulid()}`));
+  socket.end(
+    `HTTP/1.1 ${problem.status} ${problem.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+      `Content-Type: application/problem+json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Connection: close\r\n\r\n${body}`,
+  );
 }
 
 export function sendProblem(reply: FastifyReply, err: AppError, requestId: string): FastifyReply {

@@ -10,9 +10,10 @@ import type { OrganizationsService } from '../organizations/organizations.servic
 import { billDays, type Month, monthKey, monthOf, monthsBetween } from './billing.logic.js';
 
 const MonthString = Type.String({
-  // Years from 1000: Date.UTC reads years 0-99 as 1900-1999.
-  pattern: '^[1-9]\\d{3}-(0[1-9]|1[0-2])$',
-  'x-message': 'must be a month such as 2026-11',
+  // Years 1000 to 9998: Date.UTC reads years 0-99 as 1900-1999, and a month of 9999 would end in
+  // a year of five digits, which no timestamp written as ISO 8601 holds.
+  pattern: '^([1-8]\\d{3}|9[0-8]\\d{2}|99[0-8]\\d|999[0-8])-(0[1-9]|1[0-2])$',
+  'x-message': 'must be a month such as 2026-11, from 1000-01 to 9998-12',
 });
 const DayString = Type.String({ format: 'date' });
 

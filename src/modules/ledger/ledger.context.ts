@@ -2,6 +2,7 @@
  * What the parts of the ledger service (accounts, credits, holds, top-ups) share: built once by
  * createLedgerService and passed to each part's factory, so that they all run through one engine.
  */
+import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../../db/client.js';
 import { authorize, type Permission, type RequestContext } from '../../lib/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -28,6 +29,8 @@ export interface LedgerContext {
   audit: AuditService;
   /** The organization each of these live agents works for. */
   agentOrganizations: (ids: string[]) => Promise<Map<string, string>>;
+  /** Where failures that are answered without failing the request are logged. */
+  log: Pick<FastifyBaseLogger, 'error'>;
   /** Checks run before credit settings change (features, a parent's say over its sub-organizations). */
   settingsGuards: SettingsGuard[];
   /** The organization by id or slug, once the caller holds `permission` on it (404 or 403 if not). */

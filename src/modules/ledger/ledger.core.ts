@@ -3,6 +3,7 @@
  * decision is exact, ordered, and testable by properties. The engine loads and locks the
  * rows, runs these, and writes the outcome in the same database transaction.
  */
+import { MAX_MICROS } from '../../lib/money.js';
 import type { ErrorCode } from '../../lib/problem.js';
 import { planAbove } from '../plans/plans.catalog.js';
 
@@ -101,6 +102,19 @@ export function checkDebit(
         detail: `This month's spend would reach ${format(spent + amount)}, over the limit of ${format(s.monthlySpendingLimit)}`,
       };
   }
+  return null;
+}
+
+/**
+ * Whether `amount` may come into `credits`: a balance stays within the largest amount the
+ * ledger accepts anywhere (10^12 credits), so that no sum of it can leave the database's range.
+ */
+export function checkCredit(s: CreditState, amount: bigint, format: (m: bigint) => string): Refusal | null {
+  if (s.balance + amount > MAX_MICROS)
+    return {
+      code: 'balance_limit_exceeded',
+      detail: `The balance would reach ${format(s.balance + amount)}, past the largest balance of ${format(MAX_MICROS)}`,
+    };
   return null;
 }
 

@@ -6,10 +6,11 @@
 import type { Static } from 'typebox';
 import { type Actor, can, canSee, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
 import { invalidField } from '../../lib/problem.js';
-import { type Book, refusal } from './ledger.book.js';
+import { type Book, type LedgerOp, type OpResult, refusal } from './ledger.book.js';
 import { idem, type LedgerContext, ok } from './ledger.context.js';
 import {
   CREDITS,
+  checkCredit,
   checkDebit,
   checkTeam,
   checkUsageAllowance,
@@ -65,6 +66,7 @@ export function createLedgerCredits({
   resolve,
   submit,
   agentOrganizations,
+  log,
 }: LedgerContext) {
   return {
     /** Credits an organization (a manual top-up). Inactive organizations can still receive credits. */
@@ -88,6 +90,8 @@ export function createLedgerCredits({
           body.metadata ?? {},
         ]),
         run: (book) => {
+          const capped = checkCredit(book.state(org.id), amount, fmt);
+          if (capped) return refusal(capped.code, capped.detail, ctx.requestId);
           const t = book.post(org.id, {
             type: 'top_up',
             amount,
@@ -167,7 +171,9 @@ export function createLedgerCredits({
         run: (book) => {
           // What leaves by transfer counts against the sender's monthly limit like any spend:
           // else a sub-organization could move its credits past the cap its parent set.
-          const refused = checkDebit(book.state(from.id), amount, book.month, true, fmt);
+          const refused =
+            checkDebit(book.state(from.id), amount, book.month, true, fmt) ??
+            checkCredit(book.state(to.id), amount, fmt);
           if (refused) return refusal(refused.code, refused.detail, ctx.requestId);
           const meta = body.metadata ?? {};
           const out = book.post(from.id, {
@@ -225,86 +231,96 @@ export function createLedgerCredits({
       // only in the organization that agent belongs to.
       const agentIds = [...new Set(events.flatMap((e) => (e.agent_id === undefined ? [] : [e.agent_id])))];
       const agentOrg = agentIds.length ? await agentOrganizations(agentIds) : new Map<string, string>();
-      const results = await Promise.all(
-        parsed.map(({ e, credits, cost }) => {
-          const { idempotency_key, ...content } = e;
-          if (!can(ctx.actor, ['usage:record'], e.organization_id))
-            return Promise.resolve(
-              canSee(ctx.actor, e.organization_id)
-                ? refusal('forbidden', 'Requires usage:record', ctx.requestId)
-                : refusal('not_found', NO_SUCH_ORGANIZATION, ctx.requestId),
-            );
-          return engine.submit({
-            organizationIds: [e.organization_id],
-            teamIds: e.team_id === undefined ? undefined : [e.team_id],
-            requestId: ctx.requestId,
-            inMemory: true,
-            idempotency: idem(idempotency_key, [
-              'usage',
-              content.organization_id,
+      // Every event's operation is built (its key hashed, its access decided) before any is
+      // submitted: nothing may throw once an event is on its way to the ledger, or its answer
+      // would be lost while it commits.
+      const ops = parsed.map(({ e, credits, cost }): OpResult | LedgerOp => {
+        const { idempotency_key, ...content } = e;
+        if (!can(ctx.actor, ['usage:record'], e.organization_id))
+          return canSee(ctx.actor, e.organization_id)
+            ? refusal('forbidden', 'Requires usage:record', ctx.requestId)
+            : refusal('not_found', NO_SUCH_ORGANIZATION, ctx.requestId);
+        return {
+          organizationIds: [e.organization_id],
+          teamIds: e.team_id === undefined ? undefined : [e.team_id],
+          requestId: ctx.requestId,
+          inMemory: true,
+          idempotency: idem(idempotency_key, [
+            'usage',
+            content.organization_id,
+            credits,
+            cost ?? null,
+            content.agent_id ?? null,
+            content.tokens_in ?? null,
+            content.tokens_out ?? null,
+            content.description ?? null,
+            content.metadata ?? {},
+            content.team_id ?? null,
+          ]),
+          run: (book) => {
+            if (e.agent_id !== undefined) {
+              const home = agentOrg.get(e.agent_id);
+              if (home === undefined) return refusal('not_found', `No agent "${e.agent_id}"`, ctx.requestId);
+              if (home !== e.organization_id)
+                return refusal(
+                  'agent_not_in_organization',
+                  `Agent "${e.agent_id}" works for another organization`,
+                  ctx.requestId,
+                );
+            }
+            // The event's own fields win over look-alikes in its free-form metadata, so the
+            // transaction says exactly what the roll-up counted.
+            const {
+              agent_id: _agent,
+              team_id: _team,
+              tokens_in: _in,
+              tokens_out: _out,
+              cost: _cost,
+              ...free
+            } = e.metadata ?? {};
+            const metadata: Record<string, unknown> = free;
+            if (e.agent_id !== undefined) metadata.agent_id = e.agent_id;
+            if (e.team_id !== undefined) metadata.team_id = e.team_id;
+            if (e.tokens_in !== undefined) metadata.tokens_in = e.tokens_in;
+            if (e.tokens_out !== undefined) metadata.tokens_out = e.tokens_out;
+            if (cost !== undefined) metadata.cost = fmt(cost);
+            const allowance = checkUsageAllowance(book.state(e.organization_id), book.month);
+            if (allowance) return refusal(allowance.code, allowance.detail, ctx.requestId);
+            const r = debit(book, e.organization_id, credits, ctx.requestId, {
+              type: 'usage',
+              counter: SYSTEM.usage,
+              description: e.description ?? null,
+              metadata,
+              actor: ctx.actor,
+              teamId: e.team_id,
+            });
+            if (r.refused) return r.refused;
+            recordUsageEvent(book.state(e.organization_id), book.month);
+            book.countUsage(e.organization_id, e.agent_id, {
               credits,
-              cost ?? null,
-              content.agent_id ?? null,
-              content.tokens_in ?? null,
-              content.tokens_out ?? null,
-              content.description ?? null,
-              content.metadata ?? {},
-              content.team_id ?? null,
-            ]),
-            run: (book) => {
-              if (e.agent_id !== undefined) {
-                const home = agentOrg.get(e.agent_id);
-                if (home === undefined)
-                  return refusal('not_found', `No agent "${e.agent_id}"`, ctx.requestId);
-                if (home !== e.organization_id)
-                  return refusal(
-                    'agent_not_in_organization',
-                    `Agent "${e.agent_id}" works for another organization`,
-                    ctx.requestId,
-                  );
-              }
-              // The event's own fields win over look-alikes in its free-form metadata, so the
-              // transaction says exactly what the roll-up counted.
-              const {
-                agent_id: _agent,
-                team_id: _team,
-                tokens_in: _in,
-                tokens_out: _out,
-                cost: _cost,
-                ...free
-              } = e.metadata ?? {};
-              const metadata: Record<string, unknown> = free;
-              if (e.agent_id !== undefined) metadata.agent_id = e.agent_id;
-              if (e.team_id !== undefined) metadata.team_id = e.team_id;
-              if (e.tokens_in !== undefined) metadata.tokens_in = e.tokens_in;
-              if (e.tokens_out !== undefined) metadata.tokens_out = e.tokens_out;
-              if (cost !== undefined) metadata.cost = fmt(cost);
-              const allowance = checkUsageAllowance(book.state(e.organization_id), book.month);
-              if (allowance) return refusal(allowance.code, allowance.detail, ctx.requestId);
-              const r = debit(book, e.organization_id, credits, ctx.requestId, {
-                type: 'usage',
-                counter: SYSTEM.usage,
-                description: e.description ?? null,
-                metadata,
-                actor: ctx.actor,
-                teamId: e.team_id,
-              });
-              if (r.refused) return r.refused;
-              recordUsageEvent(book.state(e.organization_id), book.month);
-              book.countUsage(e.organization_id, e.agent_id, {
-                credits,
-                tokensIn: e.tokens_in ?? 0,
-                tokensOut: e.tokens_out ?? 0,
-                cost: cost ?? 0n,
-              });
-              return ok(200, {
-                transaction_id: r.transaction.id,
-                balance_after: fmt(r.transaction.balance_after),
-              });
-            },
-          });
-        }),
-      );
+              tokensIn: e.tokens_in ?? 0,
+              tokensOut: e.tokens_out ?? 0,
+              cost: cost ?? 0n,
+            });
+            return ok(200, {
+              transaction_id: r.transaction.id,
+              balance_after: fmt(r.transaction.balance_after),
+            });
+          },
+        };
+      });
+      // Each event answers on its own: one that failed unexpectedly is reported as rejected
+      // beside the others that committed, never as a failure of the whole request.
+      const settled = await Promise.allSettled(ops.map((op) => ('run' in op ? engine.submit(op) : op)));
+      const results = settled.map((s): OpResult => {
+        if (s.status === 'fulfilled') return s.value;
+        log.error({ err: s.reason, requestId: ctx.requestId }, 'usage event failed');
+        return refusal(
+          'internal_error',
+          'This event failed on our side; retry it with the same key',
+          ctx.requestId,
+        );
+      });
       const view = results.map((r, index) => {
         const body = r.body as {
           code?: string;

@@ -28,6 +28,37 @@ function organizationsOf(ops: LedgerOp[]): string[] {
   return [...new Set(ops.flatMap((o) => o.organizationIds))].sort();
 }
 
+/** One operation's outcome in a batch: its answer, or the error that failed it. */
+type Settled = { result: OpResult } | { error: unknown };
+export type BatchObserver = (batch: { size: number; seconds: number }) => void;
+
+/** SQLSTATE classes of failures that belong to the connection or the server, not to the data sent. */
+const SERVER_CLASSES = new Set(['08', '53', '57', '58', 'XX']);
+/** SQLSTATE classes of a value the database refuses: data exception, constraint, program limit. */
+const DATA_CLASSES = new Set(['22', '23', '54']);
+
+function sqlstateOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+function isDataError(err: unknown): boolean {
+  const state = sqlstateOf(err);
+  return state !== undefined && DATA_CLASSES.has(state.slice(0, 2));
+}
+
+/**
+ * Whether a failed batch is worth splitting: an error of the statement (a refused value, or one
+ * thrown while deciding or building it), not of the connection (a network error has a Node code
+ * such as ECONNRESET; a server's has a SQLSTATE of its class).
+ */
+function isolatable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === undefined) return true;
+  const state = sqlstateOf(err);
+  return state !== undefined && !SERVER_CLASSES.has(state.slice(0, 2));
+}
+
 interface Pending {
   op: LedgerOp;
   resolve: (r: OpResult) => void;
@@ -65,6 +96,7 @@ const MAX_KNOWN = 100_000;
 export function createLedgerEngine(deps: EngineDeps) {
   const lanes = Array.from({ length: deps.lanes }, () => ({ queue: [] as Pending[], running: false }));
   const known = new Map<string, Known>();
+  const observers: BatchObserver[] = [];
   const contendedUntil = new Map<string, number>();
 
   function laneOf(organizationId: string) {
@@ -256,29 +288,63 @@ export function createLedgerEngine(deps: EngineDeps) {
     }
   }
 
-  /** Hands a committed batch's results (or its failure) to its waiting requests. */
-  function settle(batch: Pending[], ended: { results: OpResult[] } | { error: unknown }) {
-    if ('error' in ended) for (const p of batch) p.reject(ended.error);
-    else for (const [i, p] of batch.entries()) p.resolve(ended.results[i] as OpResult);
+  /**
+   * Runs a batch and answers each operation on its own. When the database (or building the
+   * statement) fails the batch for something one operation carries — a value it refuses, a
+   * number past a column's range — the batch is split in halves and each half is run again, until
+   * the operation at fault stands alone: it is refused with a 400 problem, and its batch-mates
+   * commit. Input validation should already have caught such values; this is the second wall,
+   * so that one tenant's request can never fail another's. A failure of the connection itself is
+   * not split (every half would fail the same way): the whole batch fails.
+   */
+  async function executeIsolating(ops: LedgerOp[]): Promise<Settled[]> {
+    try {
+      return (await execute(ops)).map((result) => ({ result }));
+    } catch (error) {
+      const single = ops.length === 1 ? (ops[0] as LedgerOp) : undefined;
+      if (single && isDataError(error))
+        return [
+          {
+            result: refusal(
+              'validation_failed',
+              `The database refused a value of this request (SQLSTATE ${(error as { code: string }).code})`,
+              single.requestId,
+            ),
+          },
+        ];
+      if (single || !isolatable(error)) return ops.map(() => ({ error }));
+      const half = Math.ceil(ops.length / 2);
+      const first = await executeIsolating(ops.slice(0, half));
+      return [...first, ...(await executeIsolating(ops.slice(half)))];
+    }
+  }
+
+  /** Hands a batch's outcomes to its waiting requests. */
+  function settle(batch: Pending[], outcomes: Settled[]) {
+    for (const [i, p] of batch.entries()) {
+      const o = outcomes[i] as Settled;
+      if ('result' in o) p.resolve(o.result);
+      else p.reject(o.error);
+    }
   }
 
   async function drain(lane: (typeof lanes)[number]) {
     lane.running = true;
-    let done: { batch: Pending[]; ended: { results: OpResult[] } | { error: unknown } } | undefined;
+    let done: { batch: Pending[]; outcomes: Settled[] } | undefined;
     try {
       while (lane.queue.length > 0) {
         const batch = lane.queue.splice(0, deps.maxBatch);
+        const started = performance.now();
         // The next batch starts before the last one's requests are answered: its statement is on
         // its way to the database while this process writes those responses.
-        const running = execute(batch.map((p) => p.op)).then(
-          (results) => ({ results }),
-          (error: unknown) => ({ error }),
-        );
-        if (done) settle(done.batch, done.ended);
-        done = { batch, ended: await running };
+        const running = executeIsolating(batch.map((p) => p.op));
+        if (done) settle(done.batch, done.outcomes);
+        done = { batch, outcomes: await running };
+        const seconds = (performance.now() - started) / 1000;
+        for (const observe of observers) observe({ size: batch.length, seconds });
       }
     } finally {
-      if (done) settle(done.batch, done.ended);
+      if (done) settle(done.batch, done.outcomes);
       lane.running = false;
     }
   }
@@ -294,7 +360,17 @@ export function createLedgerEngine(deps: EngineDeps) {
     },
     /** Runs an operation spanning several organizations in a transaction of its own. */
     async run(op: LedgerOp): Promise<OpResult> {
-      return (await execute([op]))[0] as OpResult;
+      const [o] = (await executeIsolating([op])) as [Settled];
+      if ('error' in o) throw o.error;
+      return o.result;
+    },
+    /** Calls `observer` after each group-committed batch with its size and how long it took. */
+    observe(observer: BatchObserver) {
+      observers.push(observer);
+    },
+    /** Each lane's queue right now: operations waiting, and whether a batch is in flight. */
+    stats() {
+      return { lanes: lanes.map((l) => ({ queued: l.queue.length, running: l.running })) };
     },
     format: (m: bigint) => formatAmount(m),
   };

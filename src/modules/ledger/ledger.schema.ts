@@ -8,9 +8,12 @@ export const Amount = DecimalInput(
   'Decimal credits with up to 6 fractional digits, e.g. "12.5" or "0.000125"',
 );
 const Text = FreeText;
+/** Free-form JSON: at most 50 keys, each of at most 64 characters at any level, 5 levels, 16 KiB. */
 const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), {
-  description: 'Free-form JSON kept with the transaction',
+  description:
+    'Free-form JSON kept with the transaction: at most 50 keys, keys of at most 64 characters at any level, nested at most 5 levels, at most 16 KiB as JSON',
   maxProperties: 50,
+  'x-json': { maxDepth: 5, maxBytes: 16_384, maxKeyLength: 64 },
 });
 
 export const IdempotencyHeaders = Type.Object({

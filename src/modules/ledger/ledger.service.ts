@@ -1,3 +1,4 @@
+import type { FastifyBaseLogger } from 'fastify';
 import type { Db, DbHandle } from '../../db/client.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
@@ -20,6 +21,8 @@ export interface LedgerDeps {
   audit: AuditService;
   /** The organization each of these live agents works for (from the agents service). */
   agentOrganizations: (ids: string[]) => Promise<Map<string, string>>;
+  /** Where failures that are answered without failing the request are logged. */
+  log: Pick<FastifyBaseLogger, 'error'>;
 }
 
 /**
@@ -51,9 +54,14 @@ export function createLedgerService(deps: LedgerDeps) {
     engine,
     audit: deps.audit,
     agentOrganizations: deps.agentOrganizations,
+    log: deps.log,
   });
   return {
     engine,
+    /** Called after each group-committed batch with its size and duration (metrics). */
+    observe: engine.observe,
+    /** Each commit lane's queue depth and whether a batch is in flight (metrics). */
+    stats: engine.stats,
     /** Add a check that credit settings must pass (another module's rule). */
     guardSettings: (guard: SettingsGuard) => settingsGuards.push(guard),
     ...createLedgerAccounts(shared),

@@ -8,7 +8,7 @@ import { newId } from '../../lib/ids.js';
 import { AppError } from '../../lib/problem.js';
 import { type OpResult, refusal } from './ledger.book.js';
 import { type LedgerContext, ok } from './ledger.context.js';
-import { CREDITS, type CreditState, SYSTEM } from './ledger.core.js';
+import { CREDITS, type CreditState, checkCredit, SYSTEM } from './ledger.core.js';
 import { fmt, type TopUpView, viewTopUp } from './ledger.views.js';
 import type { PaymentProvider } from './payments.js';
 
@@ -59,6 +59,8 @@ export function createLedgerTopUps({ db, payments, engine, resolve }: LedgerCont
         if (!t) throw new AppError('not_found', `No top-up "${topUpId}"`);
         if (t.status !== 'pending')
           return refusal('top_up_not_pending', `The top-up is ${t.status}`, requestId);
+        const capped = checkCredit(book.state(orgId), t.amount, fmt);
+        if (capped) return refusal(capped.code, capped.detail, requestId);
         const txn = book.post(orgId, {
           type: 'top_up',
           amount: t.amount,

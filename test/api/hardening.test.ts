@@ -1,0 +1,278 @@
+/**
+ * Issue 12's first walls: no request stops the process or fails another tenant's request, and no
+ * text the database cannot store gets past validation. Happy, error and security cases of the
+ * shared input rule (src/lib/input.ts) and of the ledger's split-and-retry (ledger.engine.ts).
+ */
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LedgerOp } from '../../src/modules/ledger/ledger.book.js';
+import { CREDITS, SYSTEM } from '../../src/modules/ledger/ledger.core.js';
+import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+
+let t: TestContext;
+beforeAll(async () => {
+  t = await createTestApp();
+});
+afterAll(() => t.close());
+
+let seq = 0;
+async function fundedOrg(amount = '1000') {
+  const res = await t.call({ method: 'POST', url: '/api/organizations', payload: { name: `Hard ${++seq}` } });
+  expect(res.statusCode, res.body).toBe(201);
+  const id = res.json().id as string;
+  const added = await t.call({
+    method: 'POST',
+    url: `/api/organizations/${id}/credits/add`,
+    payload: { amount },
+  });
+  expect(added.statusCode, added.body).toBe(201);
+  return id;
+}
+
+async function writeKey(org: string) {
+  const res = await t.call({
+    method: 'POST',
+    url: `/api/organizations/${org}/api-keys`,
+    payload: { name: 'writer', scopes: ['write'] },
+  });
+  expect(res.statusCode, res.body).toBe(201);
+  return res.json().key as string;
+}
+
+function expectValidation(res: LightMyRequestResponse, field: string, message?: RegExp) {
+  expect(res.statusCode, res.body).toBe(400);
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  const body = res.json();
+  expect(body.code).toBe('validation_failed');
+  expect(body.errors).toEqual([expect.objectContaining({ field })]);
+  if (message) expect(body.errors[0].message).toMatch(message);
+}
+
+const nested = (levels: number) => `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`;
+
+async function balanceOf(org: string) {
+  const res = await t.call({ method: 'GET', url: `/api/organizations/${org}/balance` });
+  return res.json().available as string;
+}
+
+describe('one request cannot stop the process', () => {
+  it('refuses NUL metadata beside 20,000 levels of nesting, writes nothing, and keeps serving', async () => {
+    const org = await fundedOrg();
+    const key = await writeKey(org);
+    const before = await tableCounts(t.db);
+    const payload = `{"events":[{"organization_id":"${org}","credits":"1","idempotency_key":"e0","metadata":{"x":"a\\u0000b"}},{"organization_id":"${org}","credits":"1","idempotency_key":"e1","metadata":${nested(20_000)}}]}`;
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/usage',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      payload,
+    });
+    expectValidation(res, 'events.0.metadata.x', /NUL/);
+    expect(await tableCounts(t.db)).toEqual(before);
+    expect((await t.call({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    expect(await balanceOf(org)).toBe('1000');
+  });
+
+  it('names the field nested too deep anywhere in a body, on every route', async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { 'content-type': 'application/json' },
+      payload: `{"email":"a@b.co","password":${nested(20_000)}}`,
+    });
+    expectValidation(res, expect.stringMatching(/^password(\.a)+$/) as unknown as string, /deeper than 32/);
+  });
+});
+
+describe('the one rule for stored text', () => {
+  it('refuses NUL and lone surrogates in path ids, queries, values and keys', async () => {
+    const org = await fundedOrg();
+    const before = await tableCounts(t.db);
+    expectValidation(await t.call({ method: 'GET', url: '/api/organizations/org%00x' }), 'id', /NUL/);
+    expectValidation(await t.call({ method: 'GET', url: '/api/organizations?q=%00' }), 'q', /NUL/);
+    expectValidation(
+      await t.call({ method: 'PATCH', url: `/api/organizations/${org}`, payload: { name: 'x\ud800y' } }),
+      'name',
+      /lone surrogate/,
+    );
+    expectValidation(
+      await t.call({
+        method: 'POST',
+        url: `/api/organizations/${org}/credits/deduct`,
+        payload: { amount: '1', metadata: { 'k\u0000': 1 } },
+      }),
+      'metadata',
+      /key that must not contain the NUL/,
+    );
+    expectValidation(
+      await t.call({
+        method: 'POST',
+        url: `/api/organizations/${org}/credits/deduct`,
+        payload: { amount: '1', metadata: { '\udc00': 1 } },
+      }),
+      'metadata',
+      /key that must be valid Unicode/,
+    );
+    expect(await tableCounts(t.db)).toEqual(before);
+  });
+
+  it('keeps text that is valid Unicode, astral characters included', async () => {
+    const org = await fundedOrg();
+    const res = await t.call({
+      method: 'POST',
+      url: `/api/organizations/${org}/credits/deduct`,
+      payload: { amount: '1', reason: 'Tokens 🚀 für Zürich', metadata: { émoji: '😀', list: [1, 'two'] } },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json().metadata).toMatchObject({ émoji: '😀', list: [1, 'two'] });
+  });
+});
+
+describe('metadata caps', () => {
+  const deduct = (org: string, metadata: unknown) =>
+    t.call({
+      method: 'POST',
+      url: `/api/organizations/${org}/credits/deduct`,
+      payload: { amount: '1', metadata },
+    });
+
+  it('takes five levels, refuses six', async () => {
+    const org = await fundedOrg();
+    expect((await deduct(org, { a: { b: { c: { d: { e: 1 } } } } })).statusCode).toBe(201);
+    expectValidation(
+      await deduct(org, { a: { b: { c: { d: { e: { f: 1 } } } } } }),
+      'metadata',
+      /a\.b\.c\.d\.e: nests deeper than 5/,
+    );
+  });
+
+  it('refuses keys over 64 characters at any level, and more than 16 KiB', async () => {
+    const org = await fundedOrg();
+    expectValidation(await deduct(org, { ['k'.repeat(65)]: 1 }), 'metadata');
+    expectValidation(
+      await deduct(org, { a: { ['k'.repeat(65)]: 1 } }),
+      'metadata',
+      /a: has a key longer than 64/,
+    );
+    expectValidation(await deduct(org, { a: 'x'.repeat(17_000) }), 'metadata', /larger than 16384 bytes/);
+    expect((await deduct(org, { ['k'.repeat(64)]: 'x'.repeat(16_000) })).statusCode).toBe(201);
+  });
+});
+
+describe('the balance cap', () => {
+  it('refuses a top-up or transfer that would take a balance past 10^12 credits, and writes nothing', async () => {
+    const org = await fundedOrg('1000000000000');
+    const rich = await fundedOrg('5');
+    const before = await tableCounts(t.db);
+    const res = await t.call({
+      method: 'POST',
+      url: `/api/organizations/${org}/credits/add`,
+      payload: { amount: '0.000001' },
+    });
+    expect(res.statusCode, res.body).toBe(409);
+    expect(res.json().code).toBe('balance_limit_exceeded');
+    const transfer = await t.call({
+      method: 'POST',
+      url: `/api/organizations/${rich}/credits/transfer`,
+      payload: { to_organization_id: org, amount: '1' },
+    });
+    expect(transfer.statusCode, transfer.body).toBe(409);
+    expect(transfer.json().code).toBe('balance_limit_exceeded');
+    expect(await tableCounts(t.db)).toEqual(before);
+    expect(await balanceOf(rich)).toBe('5');
+  });
+});
+
+describe('one tenant cannot fail another’s batch', () => {
+  /**
+   * An operation carrying what the database refuses (NUL in jsonb), submitted to the engine
+   * directly: it stands for whatever value might ever slip past validation.
+   */
+  function poisoned(org: string, i: number): LedgerOp {
+    return {
+      organizationIds: [org],
+      requestId: `req_poison_${i}`,
+      inMemory: true,
+      run: (book) => {
+        book.post(org, {
+          type: 'deduction',
+          amount: 1n,
+          legs: [
+            [CREDITS, -1n],
+            [SYSTEM.adjustments, 1n],
+          ],
+          metadata: { x: `poison\u0000${i}` },
+          actor: { type: 'operator', id: 'test' },
+        });
+        return { status: 201, body: {} };
+      },
+    };
+  }
+
+  it('refuses only the poisoned operations while every clean one, of both tenants, commits', async () => {
+    const attacker = await fundedOrg();
+    const victim = await fundedOrg();
+    const engine = t.app.services.ledger.engine;
+    const clean = (org: string, i: number) =>
+      t.call({
+        method: 'POST',
+        url: `/api/organizations/${org}/credits/deduct`,
+        payload: { amount: '1' },
+        headers: { 'idempotency-key': `clean-${org}-${i}` },
+      });
+    const runs: Array<Promise<{ poison: boolean; status: number; code?: string }>> = [];
+    for (let i = 0; i < 60; i++) {
+      runs.push(clean(victim, i).then((r) => ({ poison: false, status: r.statusCode })));
+      if (i % 3 === 0)
+        runs.push(
+          engine
+            .submit(poisoned(attacker, i))
+            .then((r) => ({ poison: true, status: r.status, code: (r.body as { code?: string }).code })),
+        );
+      else runs.push(clean(attacker, i).then((r) => ({ poison: false, status: r.statusCode })));
+    }
+    const outcomes = await Promise.all(runs);
+    expect(outcomes.filter((o) => !o.poison).every((o) => o.status === 201)).toBe(true);
+    expect(outcomes.filter((o) => o.poison)).toEqual(
+      Array.from({ length: 20 }, () => ({ poison: true, status: 400, code: 'validation_failed' })),
+    );
+    expect(await balanceOf(victim)).toBe('940');
+    expect(await balanceOf(attacker)).toBe('960');
+    const verify = await t.call({ method: 'GET', url: '/api/ledger/verify' });
+    expect(verify.json()).toMatchObject({ ok: true, violations: [] });
+  });
+
+  it('answers each usage event on its own when one fails unexpectedly, never 500 for work done', async () => {
+    const org = await fundedOrg();
+    const other = await fundedOrg();
+    const engine = t.app.services.ledger.engine;
+    const submit = engine.submit;
+    engine.submit = (op) =>
+      op.organizationIds[0] === other ? Promise.reject(new Error('lost connection')) : submit(op);
+    try {
+      const res = await t.call({
+        method: 'POST',
+        url: '/api/usage',
+        payload: {
+          events: [
+            { organization_id: org, credits: '2', idempotency_key: 'ok-1' },
+            { organization_id: other, credits: '2', idempotency_key: 'fails-1' },
+          ],
+        },
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.json()).toMatchObject({
+        applied: 1,
+        rejected: 1,
+        results: [
+          { index: 0, status: 'applied' },
+          { index: 1, status: 'rejected', code: 'internal_error' },
+        ],
+      });
+    } finally {
+      engine.submit = submit;
+    }
+    expect(await balanceOf(org)).toBe('998');
+    expect(await balanceOf(other)).toBe('1000');
+  });
+});
