@@ -112,6 +112,10 @@ function makeAjv(coerce: boolean) {
   return ajv;
 }
 
+function isEmptyObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+}
+
 function invalidInput(problem: { field: string; message: string }): AppError {
   return new AppError('validation_failed', `${problem.field}: ${problem.message}`, { errors: [problem] });
 }
@@ -125,7 +129,14 @@ function invalidInput(problem: { field: string; message: string }): AppError {
 export function installValidation(app: FastifyInstance): void {
   app.addHook('preValidation', (req, _reply, done) => {
     const problem = inputProblem(req.params, '', 2) ?? inputProblem(req.query, '', 2);
-    done(problem ? invalidInput(problem) : undefined);
+    if (problem) return done(invalidInput(problem));
+    // A route that takes no body refuses one rather than ignore it (an empty object is no body);
+    // Better Auth's routes are passed through whole, and their handler reads what they take.
+    const takesBody =
+      req.routeOptions.schema?.body !== undefined || req.routeOptions.url?.startsWith('/api/auth/');
+    if (!takesBody && req.body !== undefined && !isEmptyObject(req.body))
+      return done(invalidInput({ field: '(body)', message: 'must be empty: this endpoint takes no body' }));
+    done();
   });
   const strict = makeAjv(false);
   const coercing = makeAjv(true);

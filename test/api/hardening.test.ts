@@ -3,6 +3,7 @@
  * text the database cannot store gets past validation. Happy, error and security cases of the
  * shared input rule (src/lib/input.ts) and of the ledger's split-and-retry (ledger.engine.ts).
  */
+import { connect } from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerOp } from '../../src/modules/ledger/ledger.book.js';
@@ -125,6 +126,59 @@ describe('the one rule for stored text', () => {
     });
     expect(res.statusCode, res.body).toBe(201);
     expect(res.json().metadata).toMatchObject({ émoji: '😀', list: [1, 'two'] });
+  });
+});
+
+describe('bodies where none is taken, and what the HTTP layer refuses', () => {
+  it('refuses a body on a route that takes none, takes an empty object', async () => {
+    const org = await fundedOrg();
+    const before = await tableCounts(t.db);
+    expectValidation(
+      await t.call({ method: 'POST', url: `/api/organizations/${org}/toggle`, payload: { active: false } }),
+      '(body)',
+      /takes no body/,
+    );
+    expectValidation(
+      await t.call({
+        method: 'DELETE',
+        url: `/api/organizations/${org}`,
+        payload: '[1]',
+        headers: { 'content-type': 'application/json' },
+      }),
+      '(body)',
+    );
+    expect(await tableCounts(t.db)).toEqual(before);
+    const toggled = await t.call({ method: 'POST', url: `/api/organizations/${org}/toggle`, payload: {} });
+    expect(toggled.statusCode, toggled.body).toBe(200);
+  });
+
+  it('answers headers past 16 KiB and malformed HTTP with problem+json over a real socket', async () => {
+    const address = await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = new URL(address);
+    const raw = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.write(request));
+        let text = '';
+        socket.on('data', (d) => {
+          text += d.toString('latin1');
+        });
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+    const big = await raw(
+      `GET /api/organizations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'x'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(big).toMatch(/^HTTP\/1\.1 431 /);
+    expect(big).toMatch(/content-type: application\/problem\+json/i);
+    expect(JSON.parse(big.slice(big.indexOf('{')))).toMatchObject({ status: 431, code: 'headers_too_large' });
+    const bad = await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n');
+    expect(bad).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(bad.slice(bad.indexOf('{')))).toMatchObject({ status: 400, code: 'validation_failed' });
+    const latin = await raw(
+      `GET /api/organizations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \u00e9\u00ff\r\nConnection: close\r\n\r\n`,
+    );
+    expect(latin).toMatch(/^HTTP\/1\.1 401 /);
+    expect(latin).toMatch(/content-type: application\/problem\+json/i);
   });
 });
 
