@@ -9,52 +9,62 @@ import type { FieldError } from './problem.js';
  */
 export const MAX_JSON_DEPTH = 32;
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is exactly what is refused.
-const NUL = /\u0000/;
-
 /** Why `s` cannot be stored, or undefined. */
 export function textProblem(s: string): string | undefined {
-  if (NUL.test(s)) return 'must not contain the NUL character (\\u0000)';
+  if (s.includes('\u0000')) return 'must not contain the NUL character (\\u0000)';
   if (!s.isWellFormed()) return 'must be valid Unicode (it holds a lone surrogate)';
   return undefined;
 }
 
-function join(path: string, key: string | number): string {
-  return path === '' ? String(key) : `${path}.${key}`;
+interface Found {
+  /** From the value at fault up to the root: reversed once, when it is reported. */
+  path: Array<string | number>;
+  message: string;
+}
+
+/**
+ * Depth-first, in the document's order. Recursion is bounded: it stops at `maxDepth` before going
+ * deeper, so no value can overflow the stack while it is measured. The path is built only on the
+ * way back from a problem, so a clean value (every request) allocates nothing for it.
+ */
+function find(v: unknown, depth: number, maxDepth: number): Found | undefined {
+  if (typeof v === 'string') {
+    const message = textProblem(v);
+    return message ? { path: [], message } : undefined;
+  }
+  if (v === null || typeof v !== 'object') return undefined;
+  if (depth >= maxDepth) return { path: [], message: `nests deeper than ${maxDepth} levels` };
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const found = find(v[i], depth + 1, maxDepth);
+      if (found) {
+        found.path.push(i);
+        return found;
+      }
+    }
+    return undefined;
+  }
+  for (const k in v) {
+    const bad = textProblem(k);
+    if (bad) return { path: [], message: `has a key that ${bad}` };
+    const found = find((v as Record<string, unknown>)[k], depth + 1, maxDepth);
+    if (found) {
+      found.path.push(k);
+      return found;
+    }
+  }
+  return undefined;
 }
 
 /**
  * The first problem in a JSON value (a parsed body, a query, path parameters), as a field error;
  * undefined when every string and key can be stored and nothing nests deeper than `maxDepth`.
- * Iterative, so that depth itself cannot overflow the stack while it is being measured.
  */
 export function inputProblem(value: unknown, root = '', maxDepth = MAX_JSON_DEPTH): FieldError | undefined {
-  const stack: Array<[unknown, string, number]> = [[value, root, 0]];
-  while (stack.length > 0) {
-    const [v, path, depth] = stack.pop() as [unknown, string, number];
-    if (typeof v === 'string') {
-      const problem = textProblem(v);
-      if (problem) return { field: path || '(body)', message: problem };
-      continue;
-    }
-    if (v === null || typeof v !== 'object') continue;
-    if (depth >= maxDepth)
-      return { field: path || '(body)', message: `nests deeper than ${maxDepth} levels` };
-    if (Array.isArray(v)) {
-      // Pushed last to first, so that the first problem in the document's order is the one named.
-      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], join(path, i), depth + 1]);
-      continue;
-    }
-    // Pushed last to first, so that the first problem in the document's order is the one named.
-    const entries = Object.entries(v);
-    for (let i = entries.length - 1; i >= 0; i--) {
-      const [k, child] = entries[i] as [string, unknown];
-      const problem = textProblem(k);
-      if (problem) return { field: path || '(body)', message: `has a key that ${problem}` };
-      stack.push([child, join(path, k), depth + 1]);
-    }
-  }
-  return undefined;
+  const found = find(value, 0, maxDepth);
+  if (!found) return undefined;
+  const path = [root, ...found.path.reverse()].filter((p) => p !== '').join('.');
+  return { field: path || '(body)', message: found.message };
 }
 
 export interface JsonShape {
