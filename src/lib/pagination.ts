@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { textProblem } from './input.js';
 import { AppError } from './problem.js';
 
 export const DEFAULT_LIMIT = 20;
@@ -27,7 +28,14 @@ export function decodeCursor(cursor: string | undefined): string | undefined {
   if (cursor === undefined || cursor === '') return undefined;
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (parsed && typeof parsed === 'object' && 'k' in parsed && typeof parsed.k === 'string')
+    // A forged cursor is text like any other: it must be storable to be compared in SQL.
+    if (
+      parsed &&
+      typeof parsed === 'object' &&
+      'k' in parsed &&
+      typeof parsed.k === 'string' &&
+      textProblem(parsed.k) === undefined
+    )
       return parsed.k;
   } catch {
     // fall through to the 400 below
