@@ -10,8 +10,10 @@ import Fastify, {
 } from 'fastify';
 import { sql } from 'kysely';
 import { Type } from 'typebox';
+import type { PlanChanges, SignUpPolicy } from './config.js';
 import type { DbHandle } from './db/client.js';
-import type { RequestContext } from './lib/authz.js';
+import type { Actor, RequestContext } from './lib/authz.js';
+import { createDrain, type Drain } from './lib/drain.js';
 import {
   clientErrorHandler,
   installErrorHandling,
@@ -21,8 +23,10 @@ import {
   requestIdFrom,
   sendProblem,
 } from './lib/http.js';
+import { createMetrics, type Metrics, metricsRoute } from './lib/metrics.js';
 import { AppError } from './lib/problem.js';
 import { ROUTE_PERMISSIONS } from './lib/route-permissions.js';
+import { installSecurity, isHttps } from './lib/security.js';
 import { agentsRoutes } from './modules/agents/agents.routes.js';
 import { type AgentHooks, type AgentsService, createAgentsService } from './modules/agents/agents.service.js';
 import { apiKeysRoutes } from './modules/api-keys/api-keys.routes.js';
@@ -51,6 +55,7 @@ import { meRoutes } from './modules/me/me.routes.js';
 import { createMeService, type MeService } from './modules/me/me.service.js';
 import { membersRoutes } from './modules/members/members.routes.js';
 import { createMembersService, type MembersService } from './modules/members/members.service.js';
+import { operatorRoutes } from './modules/operator/operator.routes.js';
 import { createOperatorService, type OperatorService } from './modules/operator/operator.service.js';
 import { customizationRoutes } from './modules/organizations/customization.routes.js';
 import {
@@ -68,7 +73,7 @@ import {
   type FeaturesChanged,
   type FeaturesService,
 } from './modules/plans/features.service.js';
-import type { Limit } from './modules/plans/plans.catalog.js';
+import { type Limit, maxOverdraftOf } from './modules/plans/plans.catalog.js';
 import { plansRoutes } from './modules/plans/plans.routes.js';
 import {
   type Counter,
@@ -116,6 +121,18 @@ export interface AppDeps {
   dnsServers?: string[] | undefined;
   /** Looks up TXT records for domain verification (tests pass one aimed at their own DNS server). */
   resolver?: TxtResolver;
+  /** REQUIRE_EMAIL_VERIFICATION: sign-in waits until the address is verified. */
+  requireEmailVerification?: boolean;
+  /** SIGNUP: who may create an account (open, invite-only, closed; default open). */
+  signUp?: SignUpPolicy;
+  /** PLAN_CHANGES: who changes plans with a fee, the operator alone (default) or also owners and admins. */
+  planChanges?: PlanChanges;
+  /** A bearer token that may read /metrics besides the operator's (METRICS_TOKEN). */
+  metricsToken?: string | undefined;
+  /** Node's process-wide metrics in /metrics (the server; not tests, which build many apps). */
+  processMetrics?: boolean;
+  /** Runs first on the new Fastify instance: tracing adds its hooks here when enabled. */
+  instrument?: (app: FastifyInstance) => void;
 }
 
 export interface Services {
@@ -138,7 +155,7 @@ export interface Services {
   domains: DomainsService;
 }
 
-export type App = FastifyInstance & { services: Services };
+export type App = FastifyInstance & { services: Services; metrics: Metrics; drain: Drain };
 
 const VERSION = '0.1.0';
 const BEARER = /^Bearer\s+(\S+)$/i;
@@ -147,6 +164,7 @@ async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Serv
   const db = deps.db.db;
   const audit = createAuditService();
   const lifecycle: OrganizationLifecycle = {
+    creating: [],
     created: [],
     deleted: [],
     deleting: [],
@@ -159,7 +177,15 @@ async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Serv
   const features = createFeaturesService({ db, audit, organizations, changed: featuresChanged });
   const counters: Partial<Record<Limit, Counter>> = {};
   const planChanged: PlanChanged[] = [];
-  const plans = createPlansService({ db, audit, organizations, features, counters, planChanged });
+  const plans = createPlansService({
+    db,
+    audit,
+    organizations,
+    features,
+    counters,
+    planChanged,
+    planChanges: deps.planChanges ?? 'operator',
+  });
   const agentHooks: AgentHooks = { moved: [], deleted: [] };
   const agents = createAgentsService({
     db,
@@ -184,7 +210,13 @@ async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Serv
   });
   const members = createMembersService({ db, audit, organizations, capacity: plans.assertCapacity });
   lifecycle.created.push(ledger.openAccount, members.onOrganizationCreated, plans.onOrganizationCreated);
-  planChanged.push((tx, id, plan) => ledger.setUsageEventsLimit(tx, id, plan.limits.monthly_usage_events));
+  planChanged.push(
+    (tx, id, plan) => ledger.setUsageEventsLimit(tx, id, plan.limits.monthly_usage_events),
+    async (tx, id, plan, ctx) => {
+      if (ctx) await ledger.capOverdraft(tx, ctx, id, maxOverdraftOf(plan));
+    },
+  );
+  lifecycle.creating.push(plans.assertOrganizationCapacity);
   featuresChanged.push((tx, ctx, effective) =>
     ledger.withdrawOverdraft(
       tx,
@@ -198,6 +230,8 @@ async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Serv
   counters.monthly_usage_events = ledger.monthUsageEvents;
   ledger.guardSettings(async (_ctx, id, policy) => {
     if (policy.overdraft_enabled === true) await features.require(db, id, 'allow_overdraft');
+    if (policy.overdraft_limit !== undefined)
+      await plans.assertOverdraftLimit(db, id, policy.overdraft_limit);
   });
   const me = createMeService({ db, organizations });
   const subOrganizations = createSubOrganizationsService({
@@ -211,22 +245,32 @@ async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Serv
     me,
   });
   ledger.guardSettings(subOrganizations.guardSpendingLimit);
-  const apiKeys = createApiKeysService({ db: deps.db, audit, organizations, agents });
+  const apiKeys = createApiKeysService({
+    db: deps.db,
+    audit,
+    organizations,
+    agents,
+    failuresPerPrefix: deps.rateLimit?.perIp ?? 1200,
+  });
   agentHooks.moved.push(apiKeys.onAgentMoved);
   agentHooks.deleted.push(apiKeys.onAgentDeleted);
   lifecycle.deleted.push(members.onOrganizationDeleted, apiKeys.onOrganizationDeleted);
   lifecycle.details.push(async (ex, id) => ({ member_count: await members.countMembers(ex, id) }));
+  const mail = createMailService({
+    db,
+    smtpUrl: deps.smtpUrl,
+    from: deps.mailFrom ?? 'Orgbase <no-reply@orgbase.local>',
+  });
   const auth = createAuthService({
     db,
     secret: await loadAuthSecret(db, deps.authSecret),
     baseURL: deps.publicUrl ?? 'http://127.0.0.1:3000',
     organizations,
     access: subOrganizations.accessOf,
-  });
-  const mail = createMailService({
-    db,
-    smtpUrl: deps.smtpUrl,
-    from: deps.mailFrom ?? 'Orgbase <no-reply@orgbase.local>',
+    mail,
+    log,
+    requireEmailVerification: deps.requireEmailVerification ?? false,
+    signUp: deps.signUp ?? 'open',
   });
   const invitations = createInvitationsService({
     db,
@@ -239,7 +283,7 @@ async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Serv
     publicUrl: deps.publicUrl ?? 'http://127.0.0.1:3000',
   });
   lifecycle.deleted.push(invitations.onOrganizationDeleted);
-  lifecycle.deleting.push(agents.refuseDeletionWithAgents);
+  lifecycle.deleting.push(agents.refuseDeletionWithAgents, members.refuseDeletingLastOrganization);
   lifecycle.details.push(agents.details);
   const teams = createTeamsService({ db, audit, organizations });
   lifecycle.deleted.push(teams.onOrganizationDeleted);
@@ -297,7 +341,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     bodyLimit: deps.bodyLimit ?? 1024 * 1024,
     genReqId: requestIdFrom,
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    // The drain answers requests that arrive while closing, as problem+json (src/lib/drain.ts).
+    return503OnClosing: false,
     clientErrorHandler,
     ajv: { customOptions: { strict: false } },
     // Errors Fastify raises before routing (a malformed URL) still leave as problem+json.
@@ -311,7 +356,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  deps.instrument?.(app);
   const services = await wireServices(deps, app.log);
+  const drain = createDrain();
+  const metrics = createMetrics({
+    db: deps.db,
+    ledger: services.ledger,
+    inFlight: () => drain.inFlight,
+    processMetrics: deps.processMetrics,
+  });
   const stopListening = [await services.apiKeys.start(), await services.organizations.start()];
   app.addHook('onClose', async () => {
     for (const stop of stopListening) await stop();
@@ -327,11 +380,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     reply.header(REQUEST_ID_HEADER, req.id);
     done();
   });
+  drain.install(app);
+  metrics.install(app);
   // A POST or PATCH without a body is an empty object: its schema then names what is missing.
   app.addHook('preValidation', (req, _reply, done) => {
     if (req.body === undefined && (req.method === 'POST' || req.method === 'PATCH')) req.body = {};
     done();
   });
+
+  await installSecurity(app, { publicUrl: deps.publicUrl });
 
   await app.register(swagger, {
     openapi: {
@@ -348,7 +405,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       security: [{ bearer: [] }],
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    // Its own CSP, with the hashes of its inline scripts; upgrade-insecure-requests only on https.
+    staticCSP: true,
+    transformStaticCSP: (header) =>
+      isHttps(deps.publicUrl) ? header : header.replace(/\s*upgrade-insecure-requests;?/, ''),
+  });
 
   // No /api route without a declared requirement: checked as routes register, so start-up fails.
   app.addHook('onRoute', (route) => {
@@ -380,12 +443,19 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     {
       schema: {
         tags: ['health'],
-        summary: 'The database answers',
+        summary: 'The database answers and the process is not shutting down (503 once it is)',
         security: [],
         response: { 200: Type.Object({ status: Type.Literal('ready'), database: Type.String() }) },
       },
     },
-    async () => {
+    async (req, reply) => {
+      // Expected while shutting down: answered, not logged as a failure.
+      if (drain.draining)
+        return sendProblem(
+          reply,
+          new AppError('service_unavailable', 'The service is shutting down'),
+          req.id,
+        );
       try {
         await sql`select 1`.execute(deps.db.db);
       } catch {
@@ -395,14 +465,34 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
   );
 
+  await app.register(
+    metricsRoute(metrics, {
+      metricsToken: deps.metricsToken,
+      isOperator: async (token) => (await services.operator.authenticate(token)) !== undefined,
+    }),
+  );
+
   const limits = deps.rateLimit ?? { perIp: 1200, perKey: 6000 };
+  // An API key is checked once per request: by the rate limiter, then by authentication.
+  const keyChecks = new WeakMap<FastifyRequest, Promise<{ actor?: Actor; retryAfter: number }>>();
+  const keyCheck = (req: FastifyRequest, token: string) => {
+    let check = keyChecks.get(req);
+    if (!check) {
+      check = services.apiKeys.verify(token);
+      keyChecks.set(req, check);
+    }
+    return check;
+  };
   await app.register(rateLimit, {
     global: true,
     hook: 'onRequest',
-    // An API key is limited on its own; everyone else by address. The operator is not limited.
+    // A valid API key is limited on its own budget; everyone else by address, a wrong key too
+    // (a prefix alone must not spend a real key's budget). The operator is not limited.
+    // Synchronous unless there is a key to check: no promise per request for nothing.
     keyGenerator: (req) => {
       const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
-      return token?.startsWith(KEY_PREFIX) ? `key:${token.slice(0, 16)}` : `ip:${req.ip}`;
+      if (!token?.startsWith(KEY_PREFIX)) return `ip:${req.ip}`;
+      return keyCheck(req, token).then(({ actor }) => (actor ? `key:${actor.id}` : `ip:${req.ip}`));
     },
     max: (_req, key) => (key.startsWith('key:') ? limits.perKey : limits.perIp),
     timeWindow: 60_000,
@@ -434,13 +524,20 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       // Sec-Fetch-Mode, which would make Better Auth demand an Origin it cannot have).
       if (!headers.has('origin') && !headers.has('cookie'))
         for (const h of ['sec-fetch-site', 'sec-fetch-mode', 'sec-fetch-dest']) headers.delete(h);
-      const response = await services.auth.handle(
-        new Request(url, {
-          method: req.method,
-          headers,
-          ...(req.method === 'POST' ? { body: JSON.stringify(req.body ?? {}) } : {}),
-        }),
-      );
+      const response = await services.auth
+        .handle(
+          new Request(url, {
+            method: req.method,
+            headers,
+            ...(req.method === 'POST' ? { body: JSON.stringify(req.body ?? {}) } : {}),
+          }),
+        )
+        .catch((err: unknown) => {
+          // Per-account throttles (sign-in failures, account mail) say when to come back.
+          if (err instanceof AppError && typeof err.extra?.retry_after === 'number')
+            reply.header('retry-after', String(err.extra.retry_after));
+          throw err;
+        });
       reply.status(response.status);
       response.headers.forEach((value, key) => {
         if (key !== 'set-cookie' && key !== 'content-length') reply.header(key, value);
@@ -452,11 +549,12 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
 
   /** The caller: the operator token, else a session (bearer token or cookie). */
-  async function authenticate(headers: FastifyRequest['headers']) {
+  async function authenticate(headers: FastifyRequest['headers'], req?: FastifyRequest) {
     const match = BEARER.exec(headers.authorization ?? '');
     const token = match?.[1];
     if (token?.startsWith('obo_')) return services.operator.authenticate(token);
-    if (token?.startsWith(KEY_PREFIX)) return services.apiKeys.authenticate(token);
+    if (token?.startsWith(KEY_PREFIX))
+      return req ? (await keyCheck(req, token)).actor : services.apiKeys.authenticate(token);
     if (!token && !headers.cookie) return undefined;
     const h = new Headers();
     if (headers.authorization) h.set('authorization', headers.authorization);
@@ -473,8 +571,18 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     // request before authentication can refuse it, or token guessing would go unlimited.
     api.addHook('preParsing', async (req, reply, payload) => {
       const match = BEARER.exec(req.headers.authorization ?? '');
-      const actor = await authenticate(req.headers);
+      const actor = await authenticate(req.headers, req);
       if (!actor) {
+        const token = match?.[1];
+        const wait = token?.startsWith(KEY_PREFIX) ? (await keyCheck(req, token)).retryAfter : 0;
+        if (wait) {
+          reply.header('retry-after', String(wait));
+          return sendProblem(
+            reply,
+            new AppError('rate_limited', `Too many failed attempts with this key; retry in ${wait} s`),
+            req.id,
+          );
+        }
         reply.header('www-authenticate', 'Bearer');
         return sendProblem(
           reply,
@@ -511,6 +619,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       async (req) => services.mail.listMailbox(req.ctx),
     );
     await api.register(meRoutes(services.me, services.organizations, services.ledger));
+    await api.register(operatorRoutes(services.operator));
   });
 
   if (deps.workers) {
@@ -530,5 +639,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   const decorated = app as unknown as App;
   decorated.decorate('services', services);
+  decorated.decorate('metrics', metrics);
+  decorated.decorate('drain', drain);
   return decorated;
 }

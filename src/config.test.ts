@@ -30,6 +30,12 @@ describe('loadConfig', () => {
       smtpUrl: undefined,
       mailFrom: 'Orgbase <no-reply@orgbase.local>',
       dnsServers: [],
+      shutdownDrainMs: 10_000,
+      metricsToken: undefined,
+      otelEndpoint: undefined,
+      planChanges: 'operator',
+      requireEmailVerification: false,
+      signUp: 'open',
     });
   });
 
@@ -67,6 +73,12 @@ describe('loadConfig', () => {
         SMTP_URL: 'smtp://mail.example.com:587',
         MAIL_FROM: 'Acme <hi@acme.test>',
         DNS_SERVERS: '1.1.1.1, 127.0.0.1:5353',
+        SHUTDOWN_DRAIN_MS: '2500',
+        METRICS_TOKEN: 'a-scraper-token-of-24ch',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        PLAN_CHANGES: 'owners',
+        REQUIRE_EMAIL_VERIFICATION: 'true',
+        SIGNUP: 'Invite-Only',
       }),
     ).toEqual({
       port: 8080,
@@ -84,7 +96,18 @@ describe('loadConfig', () => {
       smtpUrl: 'smtp://mail.example.com:587',
       mailFrom: 'Acme <hi@acme.test>',
       dnsServers: ['1.1.1.1', '127.0.0.1:5353'],
+      shutdownDrainMs: 2500,
+      metricsToken: 'a-scraper-token-of-24ch',
+      otelEndpoint: 'http://collector:4318',
+      planChanges: 'owners',
+      requireEmailVerification: true,
+      signUp: 'invite-only',
     });
+    expect(loadConfig({ SIGNUP: 'closed', REQUIRE_EMAIL_VERIFICATION: 'false' })).toMatchObject({
+      signUp: 'closed',
+      requireEmailVerification: false,
+    });
+    expect(loadConfig({ SHUTDOWN_DRAIN_MS: '0' }).shutdownDrainMs).toBe(0);
     expect(loadConfig({ DATABASE_URL: 'postgresql://localhost/x' }).databaseUrl).toBe(
       'postgresql://localhost/x',
     );
@@ -121,9 +144,20 @@ describe('loadConfig', () => {
     ['LEDGER_LANES', '0'],
     ['LEDGER_LANES', '65'],
     ['DATABASE_PREPARE', 'maybe'],
+    ['REQUIRE_EMAIL_VERIFICATION', 'sometimes'],
+    ['SIGNUP', 'invite'],
+    ['SIGNUP', 'nobody'],
     ['HOST', 'bad host'],
     ['DNS_SERVERS', 'dns.example.com'],
     ['DNS_SERVERS', '1.1.1.1;8.8.8.8'],
+    ['SHUTDOWN_DRAIN_MS', 'soon'],
+    ['SHUTDOWN_DRAIN_MS', '600001'],
+    ['SHUTDOWN_DRAIN_MS', '-5'],
+    ['METRICS_TOKEN', 'short'],
+    ['METRICS_TOKEN', 'sixteen chars with spaces'],
+    ['OTEL_EXPORTER_OTLP_ENDPOINT', 'collector:4318'],
+    ['OTEL_EXPORTER_OTLP_ENDPOINT', 'grpc://collector:4317'],
+    ['PLAN_CHANGES', 'admins'],
   ])('%s=%j throws a ConfigError naming the variable', (variable, value) => {
     const err = configError({ [variable]: value });
     expect(err.variable).toBe(variable);
@@ -131,8 +165,8 @@ describe('loadConfig', () => {
     expect(err.message).toContain(variable);
   });
 
-  it('does not echo a rejected ADMIN_TOKEN in the message', () => {
-    const err = configError({ ADMIN_TOKEN: 'short' });
-    expect(err.message).not.toContain('short');
+  it('does not echo a rejected ADMIN_TOKEN or METRICS_TOKEN in the message', () => {
+    expect(configError({ ADMIN_TOKEN: 'short' }).message).not.toContain('short');
+    expect(configError({ METRICS_TOKEN: 'tiny-secret' }).message).not.toContain('tiny-secret');
   });
 });

@@ -25,7 +25,26 @@ export interface Config {
   mailFrom: string;
   /** DNS servers for domain verification ("host:port"); empty means the system's resolvers. */
   dnsServers: string[];
+  /** Sign-in waits until the email address is verified (REQUIRE_EMAIL_VERIFICATION). */
+  requireEmailVerification: boolean;
+  /** Who may create an account (SIGNUP). */
+  signUp: SignUpPolicy;
+  /** After SIGTERM/SIGINT, how long requests in flight get to finish before connections are cut. */
+  shutdownDrainMs: number;
+  /** A bearer token that may read /metrics (besides the operator's); undefined: the operator's only. */
+  metricsToken: string | undefined;
+  /** OTLP/HTTP collector base URL; set, the process exports traces there. */
+  otelEndpoint: string | undefined;
+  /** Who changes plans: the operator alone (default), or also the organizations' owners and admins. */
+  planChanges: PlanChanges;
 }
+
+export const PLAN_CHANGES = ['operator', 'owners'] as const;
+export type PlanChanges = (typeof PLAN_CHANGES)[number];
+
+/** `open`: anyone signs up; `invite-only`: only through an invitation link; `closed`: no account is created. */
+export const SIGN_UP_POLICIES = ['open', 'invite-only', 'closed'] as const;
+export type SignUpPolicy = (typeof SIGN_UP_POLICIES)[number];
 
 export class ConfigError extends Error {
   constructor(
@@ -91,6 +110,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const authSecret = env.AUTH_SECRET || undefined;
   if (authSecret !== undefined && authSecret.length < 32)
     throw new ConfigError('AUTH_SECRET', 'must be at least 32 characters');
+  const metricsToken = env.METRICS_TOKEN || undefined;
+  if (metricsToken !== undefined && (metricsToken.length < 16 || /\s/.test(metricsToken)))
+    throw new ConfigError('METRICS_TOKEN', 'must be at least 16 characters with no whitespace');
+  const planChanges = (env.PLAN_CHANGES || 'operator').toLowerCase();
+  if (!PLAN_CHANGES.includes(planChanges as PlanChanges))
+    throw new ConfigError('PLAN_CHANGES', `must be operator or owners, got "${env.PLAN_CHANGES}"`);
+  const signUp = (env.SIGNUP || 'open').toLowerCase();
+  if (!SIGN_UP_POLICIES.includes(signUp as SignUpPolicy))
+    throw new ConfigError('SIGNUP', `must be open, invite-only or closed, got "${env.SIGNUP}"`);
   const host = env.HOST || '127.0.0.1';
   if (/\s/.test(host)) throw new ConfigError('HOST', 'must be a host name or address');
   return {
@@ -108,6 +136,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     smtpUrl: urlVar(env, 'SMTP_URL', ['smtp:', 'smtps:']),
     mailFrom: env.MAIL_FROM || 'Orgbase <no-reply@orgbase.local>',
     dnsServers: dnsServersVar(env),
+    requireEmailVerification: boolVar(env, 'REQUIRE_EMAIL_VERIFICATION', false),
+    signUp: signUp as SignUpPolicy,
+    planChanges: planChanges as PlanChanges,
+    shutdownDrainMs: intVar(env, 'SHUTDOWN_DRAIN_MS', 10_000, 0, 600_000),
+    metricsToken,
+    otelEndpoint: urlVar(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
     rateLimit: {
       perIp: intVar(env, 'RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
       perKey: intVar(env, 'RATE_LIMIT_KEY_PER_MINUTE', 6000, 1, 10_000_000),

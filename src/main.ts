@@ -1,13 +1,20 @@
+import type { FastifyBaseLogger } from 'fastify';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { createDb } from './db/client.js';
 import { migrate } from './db/migrate.js';
+import type { ProcessErrorKind } from './lib/metrics.js';
 
 /**
- * config -> db -> migrate -> buildApp -> listen. SIGTERM/SIGINT stop accepting connections,
- * let in-flight requests finish, then close the database.
+ * config -> (tracing) -> db -> migrate -> buildApp -> listen. SIGTERM/SIGINT: /readyz answers 503,
+ * requests in flight get up to SHUTDOWN_DRAIN_MS to finish, then the listener and the database
+ * close.
  */
 export async function serve(config: Config): Promise<void> {
+  // Loaded only when asked for: without the variable, no tracing code is even imported.
+  const tracing = config.otelEndpoint
+    ? await (await import('./lib/tracing.js')).startTracing(config.otelEndpoint)
+    : undefined;
   const db = await createDb(config);
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   try {
@@ -23,8 +30,15 @@ export async function serve(config: Config): Promise<void> {
       smtpUrl: config.smtpUrl,
       mailFrom: config.mailFrom,
       dnsServers: config.dnsServers,
+      requireEmailVerification: config.requireEmailVerification,
+      signUp: config.signUp,
+      planChanges: config.planChanges,
       workers: true,
+      metricsToken: config.metricsToken,
+      processMetrics: true,
+      ...(tracing ? { instrument: tracing.instrument } : {}),
     });
+    installProcessHandlers(app.log, app.metrics.processError);
     for (const name of migrated.applied) app.log.info({ migration: name }, 'migration applied');
     const { generatedToken } = await app.services.operator.bootstrap();
     if (generatedToken) {
@@ -38,29 +52,61 @@ export async function serve(config: Config): Promise<void> {
   } catch (err) {
     await app?.close();
     await db.close();
+    await tracing?.shutdown();
     throw err;
   }
 
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping || !app) return;
     stopping = true;
-    app?.log.info({ signal }, 'shutting down');
-    const timer = setTimeout(() => process.exit(1), 30_000);
+    const drainMs = config.shutdownDrainMs;
+    app.log.info({ signal, drain_ms: drainMs }, 'shutting down');
+    const timer = setTimeout(() => process.exit(1), drainMs + 30_000);
     timer.unref();
-    if (app) {
-      const closing = app.close();
-      // A keep-alive connection whose request was in flight at close becomes idle only
-      // afterwards; close such connections as they go idle instead of waiting for their timeout.
-      const sweep = setInterval(() => app?.server.closeIdleConnections(), 50);
-      await closing;
-      clearInterval(sweep);
-    }
+    // Readiness fails first, while the listener stays open, so a load balancer sees it and
+    // stops sending; what is in flight (and what still arrives) is served meanwhile.
+    app.drain.begin();
+    const drained = await app.drain.settled(drainMs);
+    if (!drained)
+      app.log.warn({ in_flight: app.drain.inFlight }, 'drain window over: closing connections in use');
+    app.drain.close();
+    const closing = app.close();
+    if (!drained) app.server.closeAllConnections();
+    // A keep-alive connection whose request was in flight at close becomes idle only
+    // afterwards; close such connections as they go idle instead of waiting for their timeout.
+    const sweep = setInterval(() => app?.server.closeIdleConnections(), 50);
+    await closing;
+    clearInterval(sweep);
     await db.close();
+    await tracing?.shutdown();
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+/**
+ * A promise nobody handled, or an exception nobody caught, is logged at error level and the
+ * process keeps serving. A rejection is some request's or timer's failure, and a request must
+ * never stop the service. An uncaught exception could in principle leave in-process state half
+ * updated, but every durable fact lives in the database, committed atomically, and what a process
+ * caches is checked against it (the ledger's row versions): exiting would turn one bad request
+ * into an outage for every request in flight, and one a client could repeat at will.
+ * `orgbase_process_errors_total` counts both, for alerting.
+ */
+export function installProcessHandlers(
+  log: Pick<FastifyBaseLogger, 'error'>,
+  count: (kind: ProcessErrorKind) => void = () => {},
+): void {
+  process.on('unhandledRejection', (reason) => {
+    count('unhandled_rejection');
+    log.error({ err: reason }, 'unhandled promise rejection');
+  });
+  process.on('uncaughtException', (err) => {
+    count('uncaught_exception');
+    log.error({ err }, 'uncaught exception');
+  });
 }
 
 /** PUBLIC_URL, else where this process listens (links in mail must reach it). */

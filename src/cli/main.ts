@@ -6,6 +6,20 @@ import { migrate } from '../db/migrate.js';
 import { loadConfigOrExit, serve } from '../main.js';
 import { createOperatorService } from '../modules/operator/operator.service.js';
 
+/**
+ * Opens the database for a command the operator API also offers: on PGlite, while a server holds
+ * the data directory, the refusal says where to go instead.
+ */
+async function openBesideServer(config: ReturnType<typeof loadConfigOrExit>, instead: string) {
+  try {
+    return await createDb(config);
+  } catch (err) {
+    if (err instanceof Error && /is in use by process/.test(err.message))
+      err.message += ` While that server runs, use its operator API instead: ${instead}.`;
+    throw err;
+  }
+}
+
 const program = new Command()
   .name('orgbase')
   .description('Organizations, members and an exact credits ledger for AI-agent platforms')
@@ -43,7 +57,7 @@ program
   .description('Revoke the stored operator token and print a new one')
   .action(async () => {
     const config = loadConfigOrExit();
-    const db = await createDb(config);
+    const db = await openBesideServer(config, 'POST /api/operator/admin-token/rotate');
     try {
       await migrate(db.db);
       const token = await createOperatorService({ db: db.db, adminToken: undefined }).rotate();
@@ -66,7 +80,7 @@ program
   )
   .action(async () => {
     const config = loadConfigOrExit();
-    const db = await createDb(config);
+    const db = await openBesideServer(config, 'GET /api/ledger/verify');
     try {
       const app = await buildApp({ db, adminToken: undefined });
       const report = await app.services.ledger.verify({

@@ -32,7 +32,18 @@ export interface DbHandle {
    * values, which PostgreSQL then does not parse again. One name, one text.
    */
   prepared(name: string, text: string, values: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+  /** Read-only connection counts per pool, for /metrics. PGlite: its one connection, no queue known. */
+  poolStats(): PoolStats[];
   close(): Promise<void>;
+}
+
+export interface PoolStats {
+  /** `main` (every query), `hot` (the ledger's hot statement) or `pglite`. */
+  pool: string;
+  max: number;
+  total: number;
+  idle?: number;
+  waiting?: number;
 }
 
 const INT8 = 20;
@@ -124,6 +135,17 @@ export function createPostgresDb(
     listen,
     prepared: async (name, text, values) =>
       prepare ? (hot ?? pool).query({ name, text, values }) : pool.query({ text, values }),
+    poolStats: () =>
+      [
+        { pool: 'main', p: pool, max: poolSize - hotSize },
+        ...(hot ? [{ pool: 'hot', p: hot, max: hotSize }] : []),
+      ].map(({ pool: name, p, max }) => ({
+        pool: name,
+        max,
+        total: p.totalCount,
+        idle: p.idleCount,
+        waiting: p.waitingCount,
+      })),
     close: async () => {
       closed = true;
       await Promise.all([...listeners].map((c) => c.end().catch(() => {})));
@@ -151,6 +173,7 @@ export function createPgliteDb(pglite: PGlite, onClose?: () => void): DbHandle {
     // Through Kysely, whose dialect hands PGlite's one connection to one user at a time.
     prepared: async (_name, text, values) =>
       db.executeQuery<Record<string, unknown>>(CompiledQuery.raw(text, values)),
+    poolStats: () => [{ pool: 'pglite', max: 1, total: 1 }],
     close: async () => {
       await db.destroy();
       onClose?.();

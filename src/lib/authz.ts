@@ -19,6 +19,7 @@ export const PERMISSIONS = {
   top_ups: ['mark_paid'],
   ledger: ['verify'],
   mailbox: ['read'],
+  admin_token: ['rotate'],
   subscription: ['read', 'manage'],
   features: ['read'],
   sub_organizations: ['read', 'manage'],
@@ -45,9 +46,19 @@ export const OPERATOR_ONLY: readonly Permission[] = [
   'ledger:verify',
   'mailbox:read',
   'billing:read_all',
+  'admin_token:rotate',
 ];
 
-const owner: Permission[] = ALL_PERMISSIONS.filter((p) => !OPERATOR_ONLY.includes(p));
+/**
+ * Needs no role, only a signed-in user: creating a top-level organization (its creator becomes
+ * the owner). No role holds it, since a role is held in an organization and this is asked outside
+ * one; a sub-organization is created with `sub_organizations:manage` on its parent.
+ */
+export const SIGNED_IN_ONLY: readonly Permission[] = ['organization:create'];
+
+const owner: Permission[] = ALL_PERMISSIONS.filter(
+  (p) => !OPERATOR_ONLY.includes(p) && !SIGNED_IN_ONLY.includes(p),
+);
 const admin = owner.filter((p) => p !== 'organization:delete' && p !== 'members:manage_owners');
 
 /** The permission matrix. Everything not listed is refused. */
@@ -109,6 +120,9 @@ export const SCOPE_PERMISSIONS: Record<ApiKeyScope, readonly Permission[]> = {
   write: ['usage:record'],
 };
 
+/** What an agent's own key may do: its scopes, within the agent role's permissions. */
+export const AGENT_KEY_PERMISSIONS: readonly Permission[] = ROLE_PERMISSIONS.agent;
+
 export type Actor =
   | { type: 'operator'; id: string }
   | {
@@ -139,15 +153,12 @@ export interface RequestContext {
   requestId: string;
 }
 
-/** Permissions that need no organization: any signed-in user may create one. */
-const ORGLESS_USER: readonly Permission[] = ['organization:create'];
-
 function granted(actor: Actor, organizationId: string | null): ReadonlySet<Permission> | 'all' {
   switch (actor.type) {
     case 'operator':
       return 'all';
     case 'user': {
-      if (organizationId === null) return new Set(ORGLESS_USER);
+      if (organizationId === null) return new Set(SIGNED_IN_ONLY);
       const role = actor.roles.get(organizationId);
       return new Set(role ? ROLE_PERMISSIONS[role] : []);
     }
@@ -155,7 +166,9 @@ function granted(actor: Actor, organizationId: string | null): ReadonlySet<Permi
       if (organizationId !== actor.organizationId) return new Set();
       // A write key can read too.
       const scopes: ApiKeyScope[] = actor.scopes.includes('write') ? ['read', 'write'] : [...actor.scopes];
-      return new Set(scopes.flatMap((s) => SCOPE_PERMISSIONS[s]));
+      const held = scopes.flatMap((s) => SCOPE_PERMISSIONS[s]);
+      // An agent's own key acts for the agent: never more than the agent role may.
+      return new Set(actor.agentId ? held.filter((p) => AGENT_KEY_PERMISSIONS.includes(p)) : held);
     }
   }
 }

@@ -18,6 +18,14 @@ export const ErrorCodes = {
   last_owner: { status: 409, title: 'An organization must keep at least one owner' },
   invitation_pending: { status: 409, title: 'An invitation to this email is already pending' },
   email_mismatch: { status: 403, title: 'The invitation was sent to another email address' },
+  invitation_required: {
+    status: 403,
+    title: 'Only people already in the organization’s tree can be added directly; invite them',
+  },
+  last_organization: { status: 409, title: 'The user would be left without an organization' },
+  email_not_verified: { status: 403, title: 'The email address is not verified yet' },
+  sign_up_disabled: { status: 403, title: 'Accounts cannot be created this way' },
+  origin_not_allowed: { status: 403, title: 'The request comes from another site' },
   invitation_gone: { status: 410, title: 'The invitation has expired, was revoked or was already used' },
   default_organization_protected: { status: 409, title: 'The default organization is protected' },
   organization_has_sub_organizations: {
@@ -42,6 +50,14 @@ export const ErrorCodes = {
   plan_limit_exceeded: { status: 402, title: 'The plan’s limit is reached' },
   feature_not_enabled: { status: 403, title: 'The organization does not have this feature' },
   feature_not_grantable: { status: 403, title: 'The parent organization does not have this feature' },
+  plan_change_requires_operator: {
+    status: 403,
+    title: 'Plan changes are made by the platform operator',
+  },
+  outside_organization_tree: {
+    status: 403,
+    title: 'The organizations belong to different trees',
+  },
   plan_downgrade_blocked: { status: 409, title: 'Usage exceeds the lower plan’s limits' },
   subscription_not_cancelable: { status: 409, title: 'The subscription cannot be canceled' },
   subscription_not_canceled: { status: 409, title: 'The subscription is not set to cancel' },
@@ -51,6 +67,10 @@ export const ErrorCodes = {
   domain_taken: { status: 409, title: 'The domain is verified by another organization' },
   domain_not_verified: { status: 409, title: 'The DNS TXT record was not found' },
   dns_unavailable: { status: 503, title: 'DNS could not be reached' },
+  admin_token_from_environment: {
+    status: 409,
+    title: 'The operator token comes from ADMIN_TOKEN; change it there',
+  },
   internal_error: { status: 500, title: 'Internal error' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>;

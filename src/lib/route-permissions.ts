@@ -58,6 +58,7 @@ export const ROUTE_PERMISSIONS: Record<string, RouteRequirement> = {
   'POST /api/invitations/:token/accept': 'public',
 
   'GET /api/dev/mailbox': ['mailbox:read'],
+  'POST /api/operator/admin-token/rotate': ['admin_token:rotate'],
 
   // Agents: the permission applies to the agent's organization (and, to assign, the target's too).
   'POST /api/agents': ['agents:manage'],

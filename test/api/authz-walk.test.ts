@@ -122,7 +122,10 @@ async function bodyFor(op: Operation): Promise<Record<string, unknown> | undefin
     case 'POST /api/usage':
       return { events: [{ organization_id: orgA, credits: '0.01', idempotency_key: `walk-${rnd()}` }] };
     case 'POST /api/organizations/{id}/members': {
+      // Someone of the organization's tree (a member of a sub-organization, which its owners
+      // and admins oversee): anyone else must be invited.
       const u = await signUp('joiner');
+      await addMember(await (fixtures.subId as () => Promise<string>)(), u.email, 'agent');
       return { email: u.email, role: 'agent' };
     }
     case 'PATCH /api/organizations/{id}/members/{userId}':
@@ -247,11 +250,11 @@ async function enterpriseOrganization(name: string): Promise<string> {
 
 beforeAll(async () => {
   dns = await startDnsServer();
-  t = await createTestApp({ dnsServers: [dns.address] });
+  // Owners may change plans here, so that the walk reaches the route's permission check on its
+  // own; who may choose a plan with a fee (PLAN_CHANGES) is test/api/governance.test.ts's.
+  t = await createTestApp({ dnsServers: [dns.address], planChanges: 'owners' });
   orgA = await enterpriseOrganization('Walk Target');
-  orgT = (
-    await asOperator({ method: 'POST', url: '/api/organizations', payload: { name: 'Walk Transfer Target' } })
-  ).json().id;
+  orgT = await transferTarget();
   await asOperator({
     method: 'POST',
     url: `/api/organizations/${orgA}/credits/add`,
@@ -349,6 +352,17 @@ describe('every API route, as every role and as an outsider', () => {
   }
 });
 
+/** A sub-organization of orgA to transfer to: credits move only within one tree of organizations. */
+async function transferTarget(): Promise<string> {
+  const res = await asOperator({
+    method: 'POST',
+    url: `/api/organizations/${orgA}/sub-organizations`,
+    payload: { name: 'Walk Transfer Target' },
+  });
+  expect(res.statusCode, res.body).toBe(201);
+  return res.json().id;
+}
+
 /** The owner ran transfer-ownership last (becoming admin): give the next roles a fresh organization. */
 async function restoreOwner() {
   orgA = await enterpriseOrganization('Walk Target');
@@ -358,4 +372,5 @@ async function restoreOwner() {
     payload: { amount: '1000' },
   });
   for (const role of ROLES) await addMember(orgA, emails.get(role) as string, role);
+  orgT = await transferTarget();
 }

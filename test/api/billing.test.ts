@@ -159,6 +159,7 @@ describe('a new organization', () => {
       month,
       currency: 'USD',
       days_in_month: daysInMonth(month),
+      projected: false,
       data: [],
     });
     expect(await billing(o.slug, '2026-02')).toMatchObject({ month: '2026-02', days_in_month: 28, data: [] });
@@ -238,6 +239,7 @@ describe('pro-rated revenue', () => {
       days_assigned: days,
       rate,
       revenue,
+      projected: false,
       ...NO_USAGE,
     });
     const byId = (rows: BillingRow[]) =>
@@ -283,13 +285,15 @@ describe('pro-rated revenue', () => {
       organization_id: a.id,
       currency: 'EUR',
       data: [
-        { month: '2026-10', revenue: '33.870968', agents: 2, ...NO_USAGE },
-        { month: '2026-09', revenue: '82.10', agents: 5, ...NO_USAGE },
-        { month: '2026-08', revenue: '11.612903', agents: 1, ...NO_USAGE },
+        { month: '2026-10', revenue: '33.870968', projected: false, agents: 2, ...NO_USAGE },
+        { month: '2026-09', revenue: '82.10', projected: false, agents: 5, ...NO_USAGE },
+        { month: '2026-08', revenue: '11.612903', projected: false, agents: 1, ...NO_USAGE },
       ],
     });
     const summaryB = await ok(`/api/organizations/${b.id}/billing-summary?from=2026-09&to=2026-09`);
-    expect(summaryB.data).toEqual([{ month: '2026-09', revenue: '37.683333', agents: 3, ...NO_USAGE }]);
+    expect(summaryB.data).toEqual([
+      { month: '2026-09', revenue: '37.683333', projected: false, agents: 3, ...NO_USAGE },
+    ]);
   });
 
   it('bills each day at the rate in force at its end: past months keep their rates', async () => {
@@ -383,13 +387,13 @@ describe('pro-rated revenue', () => {
     expect(sept.get(y3.id)).toMatchObject({ days_assigned: 1, rate: '0.000014', revenue: '0.00' });
     const summary = await ok(`/api/organizations/${c.id}/billing-summary?from=2026-09&to=2026-10`);
     expect(summary.data).toEqual([
-      { month: '2026-10', revenue: '2.258065', agents: 1, ...NO_USAGE },
-      { month: '2026-09', revenue: '0.000001', agents: 2, ...NO_USAGE },
+      { month: '2026-10', revenue: '2.258065', projected: false, agents: 1, ...NO_USAGE },
+      { month: '2026-09', revenue: '0.000001', projected: false, agents: 2, ...NO_USAGE },
     ]);
     const newYear = await ok(`/api/organizations/${c.id}/billing-summary?from=2025-11&to=2026-02`);
     expect(newYear.data).toEqual([
-      { month: '2026-01', revenue: '2.903226', agents: 1, ...NO_USAGE }, // 10 × 9 / 31 = 2.9032258…
-      { month: '2025-12', revenue: '3.870968', agents: 1, ...NO_USAGE }, // 10 × 12 / 31 = 3.8709677…
+      { month: '2026-01', revenue: '2.903226', projected: false, agents: 1, ...NO_USAGE }, // 10 × 9 / 31 = 2.9032258…
+      { month: '2025-12', revenue: '3.870968', projected: false, agents: 1, ...NO_USAGE }, // 10 × 12 / 31 = 3.8709677…
     ]);
   });
 
@@ -410,11 +414,13 @@ describe('pro-rated revenue', () => {
         days_assigned: 1,
         rate: '31.00',
         revenue: formatMoney(expected),
+        // Deleted: its assignment is closed, so nothing is projected.
+        projected: false,
         ...NO_USAGE,
       },
     ]);
     expect((await ok(`/api/organizations/${o.id}/billing-summary`)).data).toEqual([
-      { month, revenue: formatMoney(expected), agents: 1, ...NO_USAGE },
+      { month, revenue: formatMoney(expected), projected: false, agents: 1, ...NO_USAGE },
     ]);
   });
 });
@@ -492,6 +498,7 @@ describe('usage roll-ups', () => {
         days_assigned: 1,
         rate: '0.00',
         revenue: '0.00',
+        projected: false,
         ...NO_USAGE,
       });
       expect(rows.get(a1.id)).toEqual({
@@ -500,6 +507,8 @@ describe('usage roll-ups', () => {
         days_assigned: daysLeft,
         rate: '0.00',
         revenue: '0.00',
+        // Still assigned: billed to the month's end.
+        projected: true,
         events: 2,
         credits: '3.5',
         tokens_in: 105,
@@ -519,6 +528,7 @@ describe('usage roll-ups', () => {
         days_assigned: 0,
         rate: '0.00',
         revenue: '0.00',
+        projected: false,
         events: 1,
         credits: '0.25',
         tokens_in: 0,
@@ -530,6 +540,8 @@ describe('usage roll-ups', () => {
         {
           month,
           revenue: '0.00',
+          // Its agents are still assigned: this month is billed to its end.
+          projected: true,
           agents: 3,
           events: 4,
           credits: '8',

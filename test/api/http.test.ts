@@ -361,6 +361,7 @@ describe('documentation', () => {
     '/api/invitations/{token}': ['get'],
     '/api/invitations/{token}/accept': ['post'],
     '/api/dev/mailbox': ['get'],
+    '/api/operator/admin-token/rotate': ['post'],
     '/api/agents': ['get', 'post'],
     '/api/agents/{id}': ['delete', 'get', 'patch'],
     '/api/agents/{id}/assign-org': ['post'],

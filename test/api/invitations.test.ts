@@ -199,8 +199,9 @@ async function createOrg(
   return res.json();
 }
 
-async function addMember(owner: User, orgId: string, email: string, role: string) {
-  const res = await owner.call({
+/** The operator adds directly: users add only people already in the organization's tree. */
+async function addMember(_owner: User, orgId: string, email: string, role: string) {
+  const res = await t.call({
     method: 'POST',
     url: `/api/organizations/${orgId}/members`,
     payload: { email, role },

@@ -90,8 +90,9 @@ async function createOrg(t: TestContext, user: User, name: string) {
   return res.json() as { id: string; slug: string; name: string };
 }
 
-async function addMember(t: TestContext, by: User, orgId: string, user: User, role: Role) {
-  const res = await as(t, by.token, {
+/** The operator adds directly; a user may add only someone already in the organization's tree. */
+async function addMember(t: TestContext, orgId: string, user: User, role: Role) {
+  const res = await t.call({
     method: 'POST',
     url: `/api/organizations/${orgId}/members`,
     payload: { user_id: user.id, role },
@@ -388,7 +389,7 @@ describe('people, organizations, members and API keys', () => {
 
     it('answers 403 forbidden to a member without the permission, writing nothing', async () => {
       const agent = await signUp(t, { name: 'Agent Smith' });
-      await addMember(t, ann, annOrg.id, agent, 'agent');
+      await addMember(t, annOrg.id, agent, 'agent');
       const before = await tableCounts(t.db);
       expectProblem(
         await as(t, agent.token, { method: 'GET', url: `/api/organizations/${annOrg.id}/members` }),
@@ -517,7 +518,7 @@ describe('people, organizations, members and API keys', () => {
       const owner = await signUp(t);
       const u = await signUp(t);
       const team = await createOrg(t, owner, 'Leavable Team');
-      await addMember(t, owner, team.id, u, 'developer');
+      await addMember(t, team.id, u, 'developer');
       const personal = (await me(t, u)).active_organization?.id;
       await as(t, u.token, {
         method: 'POST',
@@ -547,6 +548,21 @@ describe('people, organizations, members and API keys', () => {
       dev = await signUp(t, { name: 'Dee Developer' });
       extra = await signUp(t, { name: 'Ezra Extra' });
       org = await createOrg(t, owner, 'Member Works');
+      // Users add directly only people already in the organization's tree: here, a
+      // sub-organization the operator put them in (its members are visible to the owner).
+      const up = await t.call({
+        method: 'PUT',
+        url: `/api/organizations/${org.id}/subscription`,
+        payload: { plan: 'business' },
+      });
+      expect(up.statusCode, up.body).toBe(200);
+      const staff = await t.call({
+        method: 'POST',
+        url: `/api/organizations/${org.id}/sub-organizations`,
+        payload: { name: 'Member Works Staff' },
+      });
+      expect(staff.statusCode, staff.body).toBe(201);
+      for (const u of [admin, dev, extra]) await addMember(t, staff.json().id, u, 'agent');
     });
 
     it('adds existing users by user_id or by email, and lists them', async () => {
@@ -599,23 +615,22 @@ describe('people, organizations, members and API keys', () => {
       ]);
     });
 
-    it('refuses unknown users (404), existing members (409) and anything but exactly one of user_id/email (400)', async () => {
+    it('refuses unknown users and strangers alike (403 invitation_required), existing members (409) and anything but exactly one of user_id/email (400)', async () => {
       const url = `/api/organizations/${org.id}/members`;
+      const stranger = await signUp(t, { name: 'Sam Stranger' });
       const before = await tableCounts(t.db);
-      expectProblem(
-        await as(t, owner.token, {
-          method: 'POST',
-          url,
-          payload: { email: uniqueEmail('ghost'), role: 'agent' },
-        }),
-        404,
-        'not_found',
-      );
-      expectProblem(
-        await as(t, owner.token, { method: 'POST', url, payload: { user_id: 'usr_nobody', role: 'agent' } }),
-        404,
-        'not_found',
-      );
+      for (const payload of [
+        { email: uniqueEmail('ghost'), role: 'agent' },
+        { user_id: 'usr_nobody', role: 'agent' },
+        { email: stranger.email, role: 'agent' },
+        { user_id: stranger.id, role: 'agent' },
+      ])
+        expectProblem(
+          await as(t, owner.token, { method: 'POST', url, payload }),
+          403,
+          'invitation_required',
+          'user_id' in payload ? 'user_id' : 'email',
+        );
       expectProblem(
         await as(t, owner.token, { method: 'POST', url, payload: { user_id: dev.id, role: 'agent' } }),
         409,
@@ -788,7 +803,7 @@ describe('people, organizations, members and API keys', () => {
         changes: { role: { before: 'developer', after: null } },
       });
       // Re-added afterwards, for the next test.
-      await addMember(t, owner, org.id, dev, 'developer');
+      await addMember(t, org.id, dev, 'developer');
     });
 
     it('transfers ownership: the target becomes owner, the caller admin', async () => {
@@ -883,6 +898,8 @@ describe('people, organizations, members and API keys', () => {
       label: string;
       permission: Permission;
       ok: number;
+      /** The problem code of an `ok` that is a refusal past authorization. */
+      code?: string;
       request: (orgId: string, bystander: User) => InjectOptions;
     }
     // DELETE last: it ends the organization.
@@ -910,9 +927,11 @@ describe('people, organizations, members and API keys', () => {
         }),
       },
       {
+        // The bystander is outside the organization's tree: allowed roles are told to invite.
         label: 'POST members',
         permission: 'members:manage',
-        ok: 201,
+        ok: 403,
+        code: 'invitation_required',
         request: (id, b) => ({
           method: 'POST',
           url: `/api/organizations/${id}/members`,
@@ -989,7 +1008,7 @@ describe('people, organizations, members and API keys', () => {
       let actor = boss;
       if (role !== 'owner') {
         actor = await signUp(t, { name: `Matrix ${role}` });
-        await addMember(t, boss, org.id, actor, role);
+        await addMember(t, org.id, actor, role);
       }
       for (const check of checks) {
         const granted = ROLE_PERMISSIONS[role].includes(check.permission);
@@ -999,6 +1018,7 @@ describe('people, organizations, members and API keys', () => {
         const what = `${role} ${check.label}: ${res.body}`;
         if (granted) {
           expect(res.statusCode, what).toBe(check.ok);
+          if (check.code) expect(res.json().code, what).toBe(check.code);
         } else {
           expect(res.statusCode, what).toBe(403);
           expect(res.json().code, what).toBe('forbidden');

@@ -12,8 +12,9 @@ import { createTestApp, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
 beforeAll(async () => {
-  // No smtpUrl: mail is kept in the local mailbox, which the operator reads.
-  t = await createTestApp();
+  // No smtpUrl: mail is kept in the local mailbox, which the operator reads. Owners change plans
+  // here (PLAN_CHANGES=owners); the operator-only default is test/api/governance.test.ts's.
+  t = await createTestApp({ planChanges: 'owners' });
 });
 afterAll(() => t?.close());
 
@@ -161,12 +162,13 @@ function expectProblem(res: LightMyRequestResponse, status: number, code: string
 // ---------------------------------------------------------------------------------------------
 
 describe('the plan catalogue', () => {
-  it('lists the five plans with prices, limits and features, and the feature registry', async () => {
+  it('lists the six plans with prices, limits and features, and the feature registry', async () => {
     const res = await t.call({ method: 'GET', url: '/api/plans' });
     expect(res.statusCode, res.body).toBe(200);
     const body = res.json();
     expect(body.data.map((p: { key: string }) => p.key)).toEqual([
       'free',
+      'pay_as_you_go',
       'starter',
       'growth',
       'business',
@@ -177,8 +179,16 @@ describe('the plan catalogue', () => {
       key: 'free',
       name: 'Free',
       price: { monthly: '0.00', annual: '0.00' },
-      limits: { agents: 5, members: 5, sub_organizations: 0, monthly_usage_events: 10_000 },
+      limits: { agents: 5, members: 5, sub_organizations: 0, monthly_usage_events: 10_000, organizations: 3 },
+      max_overdraft_limit: '100.00',
       features: ['api_access', 'allow_overdraft'],
+    });
+    // Credits only: no fee, no monthly allowance of events, no overdraft to speak of.
+    expect(byKey.pay_as_you_go).toMatchObject({
+      name: 'Pay As You Go',
+      price: { monthly: '0.00', annual: '0.00' },
+      limits: { monthly_usage_events: null },
+      max_overdraft_limit: '0.00',
     });
     expect(byKey.starter).toMatchObject({
       price: { monthly: '29.00', annual: '290.00' },
@@ -195,7 +205,9 @@ describe('the plan catalogue', () => {
       members: null,
       sub_organizations: null,
       monthly_usage_events: null,
+      organizations: null,
     });
+    expect(byKey.enterprise.max_overdraft_limit).toBeNull();
     // Every plan includes the base features, and each higher plan includes the lower one's.
     for (let i = 1; i < body.data.length; i++)
       expect(body.data[i].features).toEqual(expect.arrayContaining(body.data[i - 1].features));
@@ -540,7 +552,8 @@ describe('limits', () => {
 
     const extra = await signUp('One Too Many');
     const before = await tableCounts(t.db);
-    const added = await owner.call({
+    // The operator adds directly (the owner would have to invite someone outside the tree).
+    const added = await t.call({
       method: 'POST',
       url: `/api/organizations/${o.id}/members`,
       payload: { email: extra.email, role: 'developer' },
@@ -565,7 +578,7 @@ describe('limits', () => {
     expect(await tableCounts(t.db)).toEqual(before);
 
     await setPlan(o.id, 'starter');
-    const ok = await owner.call({
+    const ok = await t.call({
       method: 'POST',
       url: `/api/organizations/${o.id}/members`,
       payload: { email: extra.email, role: 'developer' },
@@ -647,7 +660,8 @@ describe('limits', () => {
     expect(results.map((r: { status: string }) => r.status)).toEqual(['applied', 'applied', 'rejected']);
     expect(results[2]).toMatchObject({ code: 'plan_limit_exceeded', transaction_id: null });
     expect(results[2].detail).toMatch(/10000/);
-    expect(results[2].detail).toMatch(/starter/);
+    // Pay As You Go has no monthly allowance: every event is paid for in credits.
+    expect(results[2].detail).toMatch(/pay_as_you_go/);
     expect(await balance(o.id)).toMatchObject({
       available: '99.98',
       month_usage_events: 10_000,

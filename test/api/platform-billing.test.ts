@@ -97,6 +97,7 @@ it('sums the platformâ€™s month per currency, pro-rated like each organizationâ€
   expect(res.json()).toEqual({
     month: '2026-10',
     organizations: 2,
+    projected: false,
     events: 4,
     credits: '2',
     tokens_in: 11,

@@ -626,7 +626,9 @@ describe('oversight', () => {
     expect(members.statusCode, members.body).toBe(200);
     expect(members.json().data).toEqual([]);
 
+    // Added directly: someone of the same tree (a member of the parent) the owner can see.
     const newbie = await signUp('newbie');
+    await addMember(top.id, newbie, 'agent');
     const added = await as(owner, {
       method: 'POST',
       url: `/api/organizations/${child.id}/members`,
@@ -1189,11 +1191,21 @@ describe('creating a sub-organization', () => {
     const grantedFeatures = created?.changes.features as { before: unknown; after: string[] };
     expect(grantedFeatures.before).toBeNull();
     expect([...grantedFeatures.after].sort()).toEqual([...ALL_FEATURES].sort());
-    // Detaching does not take away a membership: the creator still owns it.
+    // Detaching takes the parent side's people out of it: here the creator, its only owner, so it
+    // is refused unless they are kept.
+    await writesNothing(async () => {
+      const refused = await as(admin, {
+        method: 'POST',
+        url: `${subsUrl(top.id)}/${child.id}/detach`,
+        payload: {},
+      });
+      expectProblem(refused, 409, 'last_owner');
+      expect(refused.json().user_ids).toEqual([owner.id]);
+    });
     const detached = await as(admin, {
       method: 'POST',
       url: `${subsUrl(top.id)}/${child.id}/detach`,
-      payload: {},
+      payload: { keep_members: [owner.id] },
     });
     expect(detached.statusCode, detached.body).toBe(200);
     expect((await as(owner, { method: 'GET', url: `/api/organizations/${child.id}` })).statusCode).toBe(200);
@@ -1247,6 +1259,8 @@ describe('detach', () => {
 
   it('makes a child independent on Free: no oversight, data and balance kept, grants dropped', async () => {
     const child = await sub(top.id, { features: ['api_access', 'workflows'] });
+    // Someone of the tree (a member of the parent, not one who runs it) can be added directly.
+    await addMember(top.id, member, 'agent');
     const added = await as(owner, {
       method: 'POST',
       url: `/api/organizations/${child.id}/members`,
@@ -1340,7 +1354,8 @@ describe('detach', () => {
       ),
     );
 
-    const growth = await as(owner, {
+    // A plan with a fee for an independent organization is the operator's (PLAN_CHANGES=operator).
+    const growth = await op({
       method: 'POST',
       url: `${subsUrl(top.id)}/${child.id}/detach`,
       payload: { plan: 'growth' },
@@ -1412,7 +1427,8 @@ describe('detach', () => {
     });
 
     // With a plan that fits, it goes, with its own sub-organization, out of the parent's oversight.
-    const ok = await as(owner, {
+    // A plan with a fee for an independent organization is the operator's (PLAN_CHANGES=operator).
+    const ok = await op({
       method: 'POST',
       url: `${subsUrl(top.id)}/${child.id}/detach`,
       payload: { plan: 'business' },
@@ -1865,12 +1881,14 @@ describe('what the parent decides', () => {
       payload: { monthly_spending_limit: '5' },
     });
     expect(limit.statusCode, limit.body).toBe(200);
-    const personal = (await me(childOwner)).organizations.find((o) => o.id !== child.id)?.id as string;
+    // Credits stay in the tree: to a sibling (out of it, even to one's own, is refused outright).
+    const sibling = await sub(top.id, {}, owner);
+    await addMember(sibling.id, childOwner, 'developer');
     const transfer = (amount: string) =>
       as(childOwner, {
         method: 'POST',
         url: `/api/organizations/${child.id}/credits/transfer`,
-        payload: { to_organization_id: personal, amount },
+        payload: { to_organization_id: sibling.id, amount },
       });
     await writesNothing(async () => expectProblem(await transfer('100'), 402, 'spending_limit_exceeded'));
     expect((await transfer('5')).statusCode).toBe(201);

@@ -19,6 +19,8 @@ export const CreateAgentBody = Type.Object(
       }),
     ),
     billing_rate: Type.Optional(Nullable(Rate)),
+    /** The seed's own spelling; the same field. */
+    billingRate: Type.Optional(Nullable(Rate)),
     status: Type.Optional(Status),
   },
   { additionalProperties: false },
@@ -53,7 +55,10 @@ export const AgentResponse = Type.Object({
   organization_id: Type.String(),
   name: Type.String(),
   description: Nullable(Type.String()),
-  status: Type.String(),
+  status: Type.String({
+    description:
+      'active or paused as set; suspended while its organization is inactive (the set status returns with it)',
+  }),
   billing_rate: Nullable(Type.String({ description: 'The custom rate, or null' })),
   effective_billing_rate: Type.String({
     description: 'The custom rate, else the organization’s billing_rate_per_agent',

@@ -22,13 +22,39 @@ function parseRate(field: string, input: string | number | null | undefined): bi
   return input === undefined || input === null ? input : nonNegativeAmount(field, input);
 }
 
+/** billing_rate or the seed's billingRate (one of them, or both the same), parsed. */
+function rateOf(body: { billing_rate?: string | number | null; billingRate?: string | number | null }) {
+  if (
+    body.billing_rate !== undefined &&
+    body.billingRate !== undefined &&
+    body.billing_rate !== body.billingRate
+  )
+    throw invalidField('billingRate', 'conflicts with billing_rate; send one of them');
+  return body.billing_rate !== undefined
+    ? parseRate('billing_rate', body.billing_rate)
+    : parseRate('billingRate', body.billingRate);
+}
+
+/** Refuses (403 organization_inactive) an agent joining an inactive organization. */
+function assertActive(org: Org) {
+  if (!org.active)
+    throw new AppError(
+      'organization_inactive',
+      'The organization is inactive: activate it before adding agents',
+      {
+        errors: [{ field: 'organization_id', message: 'is an inactive organization' }],
+      },
+    );
+}
+
 function view(a: repo.AgentRow, org: Org): AgentView {
   return {
     id: a.id,
     organization_id: a.organization_id,
     name: a.name,
     description: a.description,
-    status: a.status,
+    // Deactivating an organization suspends its agents; reactivating it gives back their own status.
+    status: org.active ? a.status : 'suspended',
     billing_rate: a.billing_rate === null ? null : formatMoney(a.billing_rate),
     effective_billing_rate: formatMoney(a.billing_rate ?? org.billing_rate_per_agent),
     currency: org.currency,
@@ -108,7 +134,8 @@ export function createAgentsService(deps: {
     async create(ctx: RequestContext, body: Static<typeof CreateAgentBody>): Promise<AgentView> {
       const org = await organizations.load(db, body.organization_id ?? DEFAULT_ORGANIZATION_SLUG);
       authorize(ctx, ['agents:manage'], org.id);
-      const rate = parseRate('billing_rate', body.billing_rate) ?? null;
+      assertActive(org);
+      const rate = rateOf(body) ?? null;
       return db.transaction().execute(async (tx) => {
         await deps.capacity?.(tx, org.id, 'agents');
         const agent = await repo.insertAgent(tx, {
@@ -164,14 +191,7 @@ export function createAgentsService(deps: {
 
     /** `billing_rate: null` clears the custom rate (the organization's applies again). */
     async update(ctx: RequestContext, id: string, body: Static<typeof UpdateAgentBody>): Promise<AgentView> {
-      if (
-        body.billing_rate !== undefined &&
-        body.billingRate !== undefined &&
-        body.billing_rate !== body.billingRate
-      )
-        throw invalidField('billingRate', 'conflicts with billing_rate; send one of them');
-      const rateInput = body.billing_rate !== undefined ? body.billing_rate : body.billingRate;
-      const rate = parseRate(body.billing_rate !== undefined ? 'billing_rate' : 'billingRate', rateInput);
+      const rate = rateOf(body);
       return db.transaction().execute(async (tx) => {
         const agent = await loadAgent(tx, ctx, id, 'agents:manage', true);
         const org = await organizations.load(tx, agent.organization_id);
@@ -210,6 +230,7 @@ export function createAgentsService(deps: {
         if (!to || !can(ctx.actor, ['organization:read'], to.id))
           throw invalidField('organization_id', 'is not an organization you can see');
         authorize(ctx, ['agents:manage'], to.id);
+        if (agent.organization_id !== to.id) assertActive(to);
         return move(tx, ctx, agent, to);
       });
     },

@@ -3,6 +3,7 @@ import { type Selectable, sql } from 'kysely';
 import { type Static, Type } from 'typebox';
 import type { Db, DbHandle, Executor, Tx } from '../../db/client.js';
 import type { ApiKeysTable } from '../../db/schema.js';
+import { createAttemptCounter } from '../../lib/attempts.js';
 import {
   type Actor,
   API_KEY_SCOPES,
@@ -20,6 +21,8 @@ const CHANNEL = 'orgbase_api_keys';
 /** A backstop only: revocations reach every process at once through NOTIFY. */
 const CACHE_MS = 60_000;
 const TOUCH_MS = 60_000;
+/** Prefixes remembered as unknown: a flood of random ones costs bounded memory. */
+export const NEGATIVE_CACHE_MAX = 10_000;
 
 export const CreateApiKeyBody = Type.Object(
   {
@@ -92,17 +95,86 @@ export function createApiKeysService(deps: {
   organizations: OrganizationsService;
   /** The agent, once the caller may manage it (404 or 403 if not). */
   agents: { authorizeManage(ctx: RequestContext, agentId: string): Promise<{ organization_id: string }> };
+  /** Failed attempts per minute on one key's prefix, from all addresses together. */
+  failuresPerPrefix?: number;
 }) {
   const db: Db = deps.db.db;
-  const cache = new Map<string, { row: KeyRow | undefined; at: number }>();
+  // Known keys (as many as exist); unknown prefixes apart, bounded, in insertion order.
+  const cache = new Map<string, { row: KeyRow; at: number }>();
+  const unknown = new Map<string, number>();
   const touched = new Map<string, number>();
+  const failures = createAttemptCounter({
+    max: deps.failuresPerPrefix ?? 1200,
+    windowMs: 60_000,
+    maxEntries: NEGATIVE_CACHE_MAX,
+  });
 
   async function lookup(prefix: string): Promise<KeyRow | undefined> {
+    const now = Date.now();
     const hit = cache.get(prefix);
-    if (hit && Date.now() - hit.at < CACHE_MS) return hit.row;
+    if (hit && now - hit.at < CACHE_MS) return hit.row;
+    const miss = unknown.get(prefix);
+    if (miss !== undefined && now - miss < CACHE_MS) return undefined;
     const row = await db.selectFrom('api_keys').selectAll().where('prefix', '=', prefix).executeTakeFirst();
-    cache.set(prefix, { row, at: Date.now() });
-    return row;
+    if (row) {
+      cache.set(prefix, { row, at: now });
+      return row;
+    }
+    unknown.delete(prefix);
+    if (unknown.size >= NEGATIVE_CACHE_MAX) {
+      const oldest = unknown.keys().next().value;
+      if (oldest !== undefined) unknown.delete(oldest);
+    }
+    unknown.set(prefix, now);
+    return undefined;
+  }
+
+  function forget(prefix: string) {
+    cache.delete(prefix);
+    unknown.delete(prefix);
+  }
+
+  /**
+   * The key's actor, or why not. A wrong secret (or a revoked or expired key) is a failed
+   * attempt on its prefix, counted apart from the key's own rate budget: once a prefix has failed
+   * `failuresPerPrefix` times in a minute, further failures carry `retryAfter` (seconds).
+   */
+  async function verify(token: string): Promise<{ actor?: Actor; retryAfter: number }> {
+    const m = /^obk_([a-z0-9]{12})_[A-Za-z0-9_-]{43}$/.exec(token);
+    if (!m?.[1]) return { retryAfter: 0 };
+    const row = await lookup(m[1]);
+    if (!row) return { retryAfter: 0 };
+    if (
+      row.revoked_at ||
+      (row.expires_at && row.expires_at <= new Date()) ||
+      !timingSafeEqual(Buffer.from(sha256(token)), Buffer.from(row.key_hash))
+    ) {
+      const retryAfter = failures.retryAfter(row.prefix);
+      failures.fail(row.prefix);
+      return { retryAfter };
+    }
+    const now = Date.now();
+    if (now - (touched.get(row.id) ?? 0) > TOUCH_MS) {
+      // Last-used is informational: written at most once a minute per key, off the request path.
+      touched.set(row.id, now);
+      void db
+        .updateTable('api_keys')
+        .set({ last_used_at: new Date(now) })
+        .where('organization_id', '=', row.organization_id)
+        .where('id', '=', row.id)
+        .execute()
+        .catch(() => {});
+    }
+    return {
+      actor: {
+        type: 'api_key',
+        id: row.id,
+        organizationId: row.organization_id,
+        scopes: row.scopes as ApiKeyScope[],
+        agentId: row.agent_id ?? undefined,
+      },
+      retryAfter: 0,
+    };
   }
 
   async function revokeIn(tx: Tx, rows: Array<{ organization_id: string; id: string; prefix: string }>) {
@@ -147,6 +219,8 @@ export function createApiKeysService(deps: {
         })
         .returningAll()
         .executeTakeFirstOrThrow();
+      // A process that remembers the prefix as unknown forgets that when this commits.
+      await sql`select pg_notify(${CHANNEL}, ${prefix})`.execute(tx);
       await deps.audit.record(tx, ctx, {
         organizationId,
         action: 'api_key.created',
@@ -165,40 +239,20 @@ export function createApiKeysService(deps: {
   return {
     /** Starts hearing other processes' revocations. */
     async start(): Promise<() => Promise<void>> {
-      return deps.db.listen(
-        CHANNEL,
-        (prefix) => cache.delete(prefix),
-        () => cache.clear(),
-      );
+      return deps.db.listen(CHANNEL, forget, () => {
+        cache.clear();
+        unknown.clear();
+      });
     },
 
     async authenticate(token: string): Promise<Actor | undefined> {
-      const m = /^obk_([a-z0-9]{12})_[A-Za-z0-9_-]{43}$/.exec(token);
-      if (!m?.[1]) return undefined;
-      const row = await lookup(m[1]);
-      if (!row || row.revoked_at || (row.expires_at && row.expires_at <= new Date())) return undefined;
-      const a = Buffer.from(sha256(token));
-      if (!timingSafeEqual(a, Buffer.from(row.key_hash))) return undefined;
-      const now = Date.now();
-      if (now - (touched.get(row.id) ?? 0) > TOUCH_MS) {
-        // Last-used is informational: written at most once a minute per key, off the request path.
-        touched.set(row.id, now);
-        void db
-          .updateTable('api_keys')
-          .set({ last_used_at: new Date(now) })
-          .where('organization_id', '=', row.organization_id)
-          .where('id', '=', row.id)
-          .execute()
-          .catch(() => {});
-      }
-      return {
-        type: 'api_key',
-        id: row.id,
-        organizationId: row.organization_id,
-        scopes: row.scopes as ApiKeyScope[],
-        agentId: row.agent_id ?? undefined,
-      };
+      return (await verify(token)).actor;
     },
+
+    verify,
+
+    /** What the process holds in memory for keys (for tests and diagnostics). */
+    cacheSizes: () => ({ known: cache.size, unknown: unknown.size, failing: failures.size }),
 
     async create(ctx: RequestContext, idOrSlug: string, body: Static<typeof CreateApiKeyBody>) {
       const org = await deps.organizations.load(db, idOrSlug);
@@ -240,7 +294,7 @@ export function createApiKeysService(deps: {
         .execute();
       // Every process, this one included, drops these keys when the NOTIFY arrives after commit.
       for (const r of rows) await sql`select pg_notify(${CHANNEL}, ${r.prefix})`.execute(tx);
-      for (const r of rows) cache.delete(r.prefix);
+      for (const r of rows) forget(r.prefix);
     },
 
     /** The agent was deleted: so are its keys' rights. */
@@ -252,7 +306,7 @@ export function createApiKeysService(deps: {
         .where('revoked_at', 'is', null)
         .execute();
       await revokeIn(tx, rows);
-      for (const r of rows) cache.delete(r.prefix);
+      for (const r of rows) forget(r.prefix);
     },
 
     async list(ctx: RequestContext, idOrSlug: string) {
@@ -291,7 +345,7 @@ export function createApiKeysService(deps: {
         });
       });
       // Committed: this process must not wait for its own NOTIFY to stop trusting the key.
-      if (revokedPrefix) cache.delete(revokedPrefix);
+      if (revokedPrefix) forget(revokedPrefix);
     },
 
     /** Key metadata for the export: never secrets or hashes. */

@@ -50,11 +50,21 @@ export function authOptions(deps: { db: Db; secret: string; baseURL: string }) {
       modelName: 'verifications',
       fields: snake(['identifier', 'value', 'expiresAt', 'createdAt', 'updatedAt']),
     },
-    emailAndPassword: { enabled: true, minPasswordLength: 8, maxPasswordLength: 128 },
-    plugins: [bearer()],
+    emailAndPassword: {
+      enabled: true,
+      minPasswordLength: 8,
+      maxPasswordLength: 128,
+      resetPasswordTokenExpiresIn: 3600,
+      revokeSessionsOnPasswordReset: true,
+    },
+    // Only the token as issued (`set-auth-token`, signed with the secret), never the bare session token.
+    plugins: [bearer({ requireSignature: true })],
     telemetry: { enabled: false },
     logger: { level: 'error' as const },
     advanced: {
+      // Better Auth skips its origin and redirect checks under a test runner: never here, so the
+      // tests see what production does.
+      disableOriginCheck: false,
       database: { generateId: ({ model }: { model: string }) => newId(ID_PREFIX[model] ?? 'usr') },
     },
   } satisfies BetterAuthOptions;

@@ -5,17 +5,10 @@ import { authorize, type RequestContext } from '../../lib/authz.js';
 import { ID_PATTERN } from '../../lib/ids.js';
 import { formatAmount, formatMoney } from '../../lib/money.js';
 import { invalidField } from '../../lib/problem.js';
+import { DayString, MonthString } from '../../lib/schema.js';
 import type { AgentsService } from '../agents/agents.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { billDays, type Month, monthKey, monthOf, monthsBetween } from './billing.logic.js';
-
-const MonthString = Type.String({
-  // Years 1000 to 9998: Date.UTC reads years 0-99 as 1900-1999, and a month of 9999 would end in
-  // a year of five digits, which no timestamp written as ISO 8601 holds.
-  pattern: '^([1-8]\\d{3}|9[0-8]\\d{2}|99[0-8]\\d|999[0-8])-(0[1-9]|1[0-2])$',
-  'x-message': 'must be a month such as 2026-11, from 1000-01 to 9998-12',
-});
-const DayString = Type.String({ format: 'date' });
 
 export const BillingQuery = Type.Object(
   { month: Type.Optional(MonthString) },
@@ -27,8 +20,8 @@ export const SummaryQuery = Type.Object(
 );
 export const AnalyticsQuery = Type.Object(
   {
-    from: Type.Optional(DayString),
-    to: Type.Optional(DayString),
+    from: Type.Optional(DayString()),
+    to: Type.Optional(DayString()),
     top: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10 })),
   },
   { additionalProperties: false },
@@ -42,11 +35,17 @@ const Totals = {
   cost: Type.String({ description: 'In the organization’s currency' }),
 };
 
+const Projected = Type.Boolean({
+  description:
+    'true when revenue counts days still to come: an assignment open in a month not yet over is billed to the month’s end',
+});
+
 export const BillingResponse = Type.Object({
   organization_id: Type.String(),
   month: Type.String(),
   currency: Type.String(),
   days_in_month: Type.Integer(),
+  projected: Projected,
   data: Type.Array(
     Type.Object({
       agent_id: Type.Union([Type.String(), Type.Null()], {
@@ -56,6 +55,7 @@ export const BillingResponse = Type.Object({
       days_assigned: Type.Integer(),
       rate: Type.String({ description: 'The agent’s effective monthly rate' }),
       revenue: Type.String({ description: 'rate × days_assigned / days_in_month' }),
+      projected: Projected,
       ...Totals,
     }),
   ),
@@ -65,7 +65,13 @@ export const SummaryResponse = Type.Object({
   organization_id: Type.String(),
   currency: Type.String(),
   data: Type.Array(
-    Type.Object({ month: Type.String(), revenue: Type.String(), agents: Type.Integer(), ...Totals }),
+    Type.Object({
+      month: Type.String(),
+      revenue: Type.String(),
+      projected: Projected,
+      agents: Type.Integer(),
+      ...Totals,
+    }),
   ),
 });
 
@@ -77,6 +83,7 @@ export const PlatformSummaryQuery = Type.Object(
 export const PlatformSummaryResponse = Type.Object({
   month: Type.String(),
   organizations: Type.Integer({ description: 'Organizations with usage or billed agents in the month' }),
+  projected: Projected,
   events: Type.Integer(),
   credits: Type.String(),
   tokens_in: Type.Integer(),
@@ -171,7 +178,7 @@ export function createBillingService(deps: {
    * reads for the whole range, whatever its length (a second only for usage by an agent with no
    * assignment in the range, which only rewritten history can produce).
    */
-  async function records(orgId: string, months: Month[]) {
+  async function records(orgId: string, months: Month[], now = new Date()) {
     const start = months.reduce((a, m) => (m.start < a ? m.start : a), months[0]?.start as Date);
     const end = months.reduce((a, m) => (m.end > a ? m.end : a), months[0]?.end as Date);
     const [assignments, usage, orgRates, assigned, agentRates] = await Promise.all([
@@ -214,6 +221,10 @@ export function createBillingService(deps: {
         return {
           agent_id: id as string | null,
           agent_name: byId.get(id)?.name ?? null,
+          // Days after today are counted for an assignment still open: a projection, not yet owed.
+          projected:
+            month.end > now &&
+            inMonth.some((a) => a.agent_id === id && (a.unassigned_at === null || a.unassigned_at > now)),
           days_assigned: bill.days,
           rate: bill.days > 0 ? bill.rate : (byId.get(id)?.billing_rate ?? lastRate(organizationRates)),
           revenue: bill.revenue,
@@ -225,6 +236,7 @@ export function createBillingService(deps: {
         rows.push({
           agent_id: null,
           agent_name: null,
+          projected: false,
           days_assigned: 0,
           rate: 0n,
           revenue: 0n,
@@ -274,12 +286,14 @@ export function createBillingService(deps: {
         month: month.key,
         currency: org.currency,
         days_in_month: month.days,
+        projected: rows.some((r) => r.projected),
         data: rows.map((r) => ({
           agent_id: r.agent_id,
           agent_name: r.agent_name,
           days_assigned: r.days_assigned,
           rate: formatMoney(r.rate),
           revenue: formatMoney(r.revenue),
+          projected: r.projected,
           ...totalsView(r.usage),
         })),
       };
@@ -307,7 +321,13 @@ export function createBillingService(deps: {
         const usage = rows.reduce((acc, r) => add(acc, r.usage), ZERO);
         const revenue = rows.reduce((acc, r) => acc + r.revenue, 0n);
         const billed = rows.filter((r) => r.days_assigned > 0).length;
-        data.push({ month: month.key, revenue: formatMoney(revenue), agents: billed, ...totalsView(usage) });
+        data.push({
+          month: month.key,
+          revenue: formatMoney(revenue),
+          projected: rows.some((r) => r.projected),
+          agents: billed,
+          ...totalsView(usage),
+        });
       }
       return { organization_id: org.id, currency: org.currency, data };
     },
@@ -318,7 +338,8 @@ export function createBillingService(deps: {
       query: Static<typeof PlatformSummaryQuery>,
     ): Promise<Static<typeof PlatformSummaryResponse>> {
       authorize(ctx, ['billing:read_all'], null);
-      const month = monthOf(query.month ?? monthKey(new Date()));
+      const now = new Date();
+      const month = monthOf(query.month ?? monthKey(now));
       // Everything that does not depend on another read, at once.
       const [usage, assignments, agentRates, orgRates] = await Promise.all([
         // From the per-organization daily roll-up: one row per organization and day.
@@ -383,6 +404,11 @@ export function createBillingService(deps: {
       return {
         month: month.key,
         organizations: orgIds.length,
+        projected:
+          month.end > now &&
+          assignments.some(
+            (a) => a.assigned_at < month.end && (a.unassigned_at === null || a.unassigned_at > now),
+          ),
         ...counts,
         by_currency: [...money.entries()]
           .sort(([a], [b]) => (a < b ? -1 : 1))

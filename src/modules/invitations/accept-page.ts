@@ -15,7 +15,10 @@ export function acceptPage(p: {
     role: string;
   };
   problem?: string;
+  /** The response's CSP nonces: the page's inline script and style run only with them. */
+  nonce?: { script: string; style: string } | null;
 }): string {
+  const nonce = (kind: 'script' | 'style') => (p.nonce ? ` nonce="${esc(p.nonce[kind])}"` : '');
   const colour =
     typeof p.invitation?.organization.branding.primary_color === 'string' &&
     /^#[0-9a-fA-F]{3,8}$/.test(p.invitation.organization.branding.primary_color)
@@ -31,7 +34,7 @@ export function acceptPage(p: {
 </form>
 <p><button id="signed-in" type="button">I already have an account and am signed in</button></p>
 <p id="out" role="status"></p>
-<script>
+<script${nonce('script')}>
 const token = ${JSON.stringify(p.token)};
 async function accept(body) {
   const res = await fetch('/api/invitations/' + encodeURIComponent(token) + '/accept', {
@@ -44,6 +47,6 @@ document.getElementById('signed-in').addEventListener('click', () => accept({}))
 </script>`
     : `<h1>This invitation cannot be used</h1><p>${esc(p.problem ?? 'It has expired, was revoked or was already used.')}</p>`;
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Invitation</title><style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;border-top:4px solid ${colour}}button{background:${colour};color:#fff;border:0;padding:.6rem 1rem;border-radius:6px}input{width:100%;padding:.4rem}</style>
+<title>Invitation</title><style${nonce('style')}>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;border-top:4px solid ${colour}}button{background:${colour};color:#fff;border:0;padding:.6rem 1rem;border-radius:6px}input{width:100%;padding:.4rem}</style>
 </head><body>${body}</body></html>`;
 }

@@ -140,6 +140,28 @@ export function createInvitationsService(deps: {
     return u?.name ?? null;
   }
 
+  /**
+   * An owner-role invitation makes an owner, which takes `members:manage_owners`: so does
+   * sending it again or revoking it, not just creating it. 404 when there is no such invitation.
+   */
+  async function authorizeExisting(
+    ctx: RequestContext,
+    tx: Tx,
+    organizationId: string,
+    invitationId: string,
+  ) {
+    const row = await tx
+      .selectFrom('invitations')
+      .select(['role', 'status'])
+      .where('organization_id', '=', organizationId)
+      .where('id', '=', invitationId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!row) throw new AppError('not_found', 'No such invitation');
+    if (row.role === 'owner') authorize(ctx, ['invitations:manage', 'members:manage_owners'], organizationId);
+    return row;
+  }
+
   /** The pending, unexpired invitation behind a token, or 410. */
   async function usable(token: string) {
     const row = await db
@@ -266,6 +288,7 @@ export function createInvitationsService(deps: {
       const token = newToken();
       const inviter = await inviterName(ctx);
       const row = await db.transaction().execute(async (tx) => {
+        await authorizeExisting(ctx, tx, org.id, invitationId);
         const updated = await tx
           .updateTable('invitations')
           .set((eb) => ({
@@ -300,6 +323,7 @@ export function createInvitationsService(deps: {
       const org = await organizations.load(db, idOrSlug);
       authorize(ctx, ['invitations:manage'], org.id);
       await db.transaction().execute(async (tx) => {
+        await authorizeExisting(ctx, tx, org.id, invitationId);
         const row = await tx
           .updateTable('invitations')
           .set({ status: 'revoked', updated_at: new Date() })

@@ -177,6 +177,24 @@ export function createLedgerAccounts({ db, resolve, audit, settingsGuards }: Led
       }
     },
 
+    /**
+     * Lowers the overdraft limit to `max` (the organization's new plan's cap; null: none), audited,
+     * in the transaction that changed the plan: a downgrade never leaves a limit the plan refuses.
+     */
+    async capOverdraft(tx: Tx, ctx: RequestContext, organizationId: string, max: bigint | null) {
+      if (max === null) return;
+      const [s] = [...(await repo.lockCreditAccounts(tx, [organizationId], new Map())).values()];
+      if (!s || s.overdraftLimit <= max) return;
+      await repo.updateCreditPolicy(tx, organizationId, { overdraft_limit: max });
+      await audit.record(tx, ctx, {
+        organizationId,
+        action: 'credits.settings_changed',
+        targetType: 'organization',
+        targetId: organizationId,
+        changes: { overdraft_limit: { before: fmt(s.overdraftLimit), after: fmt(max) } },
+      });
+    },
+
     /** The `credits` balance of each of these organizations (missing: none yet). */
     async balancesOf(ex: Executor, organizationIds: string[]): Promise<Map<string, bigint>> {
       if (organizationIds.length === 0) return new Map();

@@ -5,7 +5,7 @@
  */
 import type { Static } from 'typebox';
 import { type Actor, can, canSee, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
-import { invalidField } from '../../lib/problem.js';
+import { AppError, invalidField } from '../../lib/problem.js';
 import { type Book, type LedgerOp, type OpResult, refusal } from './ledger.book.js';
 import { idem, type LedgerContext, ok } from './ledger.context.js';
 import {
@@ -36,13 +36,17 @@ function debit(
   },
 ) {
   const s = book.state(orgId);
-  const refused =
-    checkDebit(s, amount, book.month, true, fmt) ??
-    (posting.teamId === undefined
-      ? null
-      : checkTeam(book.teams.get(posting.teamId), posting.teamId, orgId, amount, book.month, fmt));
-  if (refused) return { refused: refusal(refused.code, refused.detail, requestId) };
   const team = posting.teamId === undefined ? undefined : book.teams.get(posting.teamId);
+  let refused =
+    checkDebit(s, amount, book.month, true, fmt) ??
+    (posting.teamId === undefined ? null : checkTeam(team, posting.teamId, orgId, amount, book.month, fmt));
+  // Another tenant's team is as unknown as a missing one: 409 only where the caller sees its organization.
+  if (
+    refused?.code === 'team_not_in_organization' &&
+    (team?.organizationId == null || !canSee(posting.actor, team.organizationId))
+  )
+    refused = { code: 'not_found', detail: `No team "${posting.teamId}"` };
+  if (refused) return { refused: refusal(refused.code, refused.detail, requestId) };
   if (team) book.spendByTeam(team, amount);
   const t = book.post(orgId, {
     type: posting.type,
@@ -141,7 +145,10 @@ export function createLedgerCredits({
             actor: ctx.actor,
             teamId: body.team_id,
           });
-          return r.refused ?? ok(201, viewTransaction(r.transaction));
+          // The seed's field comes back under its own name too, beside `description`.
+          return (
+            r.refused ?? ok(201, { ...viewTransaction(r.transaction), reason: r.transaction.description })
+          );
         },
       });
     },
@@ -155,6 +162,24 @@ export function createLedgerCredits({
         throw invalidField('to_organization_id', 'is not an organization you can see');
       if (to.id === from.id)
         throw invalidField('to_organization_id', 'must differ from the sending organization');
+      // Credits stay within one tree of organizations (a parent funding its sub-organizations):
+      // moving them to an unrelated organization, even one's own, is the operator's.
+      if (
+        ctx.actor.type !== 'operator' &&
+        (await organizations.rootOf(db, from.id)) !== (await organizations.rootOf(db, to.id))
+      )
+        throw new AppError(
+          'outside_organization_tree',
+          'Credits move only between organizations of one tree (a top-level organization and those below it); ask the platform operator otherwise',
+          {
+            errors: [
+              {
+                field: 'to_organization_id',
+                message: 'is not in the sending organization’s tree of organizations',
+              },
+            ],
+          },
+        );
       const amount = positive('amount', body.amount);
       return submit({
         organizationIds: [from.id, to.id],
@@ -261,12 +286,15 @@ export function createLedgerCredits({
             if (e.agent_id !== undefined) {
               const home = agentOrg.get(e.agent_id);
               if (home === undefined) return refusal('not_found', `No agent "${e.agent_id}"`, ctx.requestId);
+              // Another tenant's agent is as unknown as a missing one; 409 only where the caller sees it.
               if (home !== e.organization_id)
-                return refusal(
-                  'agent_not_in_organization',
-                  `Agent "${e.agent_id}" works for another organization`,
-                  ctx.requestId,
-                );
+                return canSee(ctx.actor, home)
+                  ? refusal(
+                      'agent_not_in_organization',
+                      `Agent "${e.agent_id}" works for another organization`,
+                      ctx.requestId,
+                    )
+                  : refusal('not_found', `No agent "${e.agent_id}"`, ctx.requestId);
             }
             // The event's own fields win over look-alikes in its free-form metadata, so the
             // transaction says exactly what the roll-up counted.

@@ -24,6 +24,12 @@ import {
 } from './ledger.schema.js';
 import type { LedgerService } from './ledger.service.js';
 
+/** A deduction answers with the seed's `reason` as well as `description` (the same text). */
+const DeductionResponse = Type.Object({
+  ...TransactionResponse.properties,
+  reason: Type.Union([Type.String(), Type.Null()], { description: 'The request’s reason (= description)' }),
+});
+
 const tags = ['credits'];
 
 /** Sends a ledger result: success JSON, or the stored problem; marks idempotent replays. */
@@ -92,7 +98,7 @@ export const ledgerRoutes =
           params: OrganizationParams,
           headers: IdempotencyHeaders,
           body: DeductCreditsBody,
-          response: { 201: TransactionResponse },
+          response: { 201: DeductionResponse },
         },
       },
       async (req, reply) =>

@@ -122,3 +122,76 @@ export async function findUserByEmail(db: Executor, email: string) {
 export async function findUserById(db: Executor, id: string) {
   return db.selectFrom('users').select(['id', 'name', 'email']).where('id', '=', id).executeTakeFirst();
 }
+
+/** Which of `organizationIds` the user is a member of. */
+export async function findMembershipsAmong(
+  db: Executor,
+  userId: string,
+  organizationIds: string[],
+): Promise<string[]> {
+  if (organizationIds.length === 0) return [];
+  const rows = await db
+    .selectFrom('members')
+    .select('organization_id')
+    .where('user_id', '=', userId)
+    .where('organization_id', 'in', organizationIds)
+    .execute();
+  return rows.map((r) => r.organization_id);
+}
+
+/**
+ * How many organizations each of `userIds` belongs to, their membership rows locked: two
+ * deletions (or leavings) of one person's last two organizations take turns and the second sees
+ * the first. Memberships of deleted organizations are deleted with them.
+ */
+export async function lockMembershipCounts(db: Executor, userIds: string[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>(userIds.map((id) => [id, 0]));
+  if (userIds.length === 0) return counts;
+  const rows = await db
+    .selectFrom('members')
+    .select(['user_id', 'organization_id'])
+    .where('user_id', 'in', userIds)
+    .orderBy('user_id')
+    .orderBy('organization_id')
+    .forUpdate()
+    .execute();
+  for (const r of rows) counts.set(r.user_id, (counts.get(r.user_id) ?? 0) + 1);
+  return counts;
+}
+
+/** The owners of an organization. */
+export async function findOwners(db: Executor, organizationId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('members')
+    .select('user_id')
+    .where('organization_id', '=', organizationId)
+    .where('role', '=', 'owner')
+    .execute();
+  return rows.map((r) => r.user_id);
+}
+
+/** The members of `organizationId` who are owners or admins of any of `overseers`. */
+export async function findMembersManagingAny(
+  db: Executor,
+  organizationId: string,
+  overseers: string[],
+): Promise<string[]> {
+  if (overseers.length === 0) return [];
+  const rows = await db
+    .selectFrom('members as m')
+    .select('m.user_id')
+    .where('m.organization_id', '=', organizationId)
+    .where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('members as p')
+          .select('p.user_id')
+          .whereRef('p.user_id', '=', 'm.user_id')
+          .where('p.organization_id', 'in', overseers)
+          .where('p.role', 'in', ['owner', 'admin']),
+      ),
+    )
+    .orderBy('m.user_id')
+    .execute();
+  return rows.map((r) => r.user_id);
+}

@@ -35,7 +35,8 @@ export const membersRoutes =
       {
         schema: {
           tags,
-          summary: 'Add an existing user with a role',
+          summary:
+            'Add someone already in this organization’s tree with a role (403 invitation_required otherwise)',
           params: OrganizationParams,
           body: AddMemberBody,
           response: { 201: MemberResponse },

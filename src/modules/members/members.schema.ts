@@ -18,7 +18,10 @@ export const AddMemberBody = Type.Object(
     email: Type.Optional(Type.String({ maxLength: 254, format: 'email' })),
     role: RoleSchema,
   },
-  { additionalProperties: false, description: 'An existing user, by user_id or email; invite anyone else' },
+  {
+    additionalProperties: false,
+    description: 'A member of another organization of the same tree, by user_id or email; invite anyone else',
+  },
 );
 
 export const UpdateMemberBody = Type.Object({ role: RoleSchema }, { additionalProperties: false });
@@ -35,6 +38,9 @@ export const MemberResponse = Type.Object({
   name: Type.String(),
   email: Type.String(),
   role: Type.String(),
+  status: Type.Literal('active', {
+    description: 'active: a member. People invited but not yet joined are pending invitations',
+  }),
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
 });

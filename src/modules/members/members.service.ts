@@ -18,6 +18,9 @@ function view(m: repo.MemberRow): MemberView {
     name: m.name,
     email: m.email,
     role: m.role,
+    // A membership exists once the person joined; someone invited but not yet joined is a pending
+    // invitation (GET …/invitations), not a member.
+    status: 'active',
     created_at: m.created_at.toISOString(),
     updated_at: m.updated_at.toISOString(),
   };
@@ -77,6 +80,27 @@ export function createMembersService(deps: {
       throw new AppError('last_owner', 'Make someone else an owner first (or transfer ownership)');
   }
 
+  /**
+   * Whether `userId` may be added to `organizationId` without an invitation: the operator may add
+   * anyone; anyone else only a member of another organization of the same tree (its top-level
+   * organization and everything below it) whose members the actor can already read there. So a
+   * direct add never reaches a stranger, and never tells whether an account exists.
+   */
+  async function addableDirectly(tx: Tx, ctx: RequestContext, organizationId: string, userId: string) {
+    if (ctx.actor.type === 'operator') return true;
+    const root = await organizations.rootOf(tx, organizationId);
+    const tree = [root, ...(await organizations.descendantsOf(tx, [root])).map((n) => n.id)];
+    const shared = await repo.findMembershipsAmong(tx, userId, tree);
+    return shared.some((id) => can(ctx.actor, ['members:read'], id));
+  }
+
+  /** Refuses (409 last_organization) when one of `userIds` belongs to no organization but this one. */
+  async function keepAnOrganization(tx: Tx, userIds: string[], what: string) {
+    const counts = await repo.lockMembershipCounts(tx, userIds);
+    const stranded = userIds.filter((id) => (counts.get(id) ?? 0) <= 1);
+    if (stranded.length) throw new AppError('last_organization', what, { extra: { user_ids: stranded } });
+  }
+
   return {
     /** Role of the user in each organization they belong to. */
     async rolesOf(userId: string): Promise<Map<string, Role>> {
@@ -95,6 +119,19 @@ export function createMembersService(deps: {
 
     onOrganizationDeleted: (tx: Tx, organizationId: string) => repo.deleteMembersOf(tx, organizationId),
 
+    /**
+     * Everyone keeps at least one organization (their personal one, unless they made another):
+     * deleting the only organization of one of its owners is refused. Members who are not owners
+     * do not block it, as removing them would not either.
+     */
+    async refuseDeletingLastOrganization(tx: Tx, organizationId: string) {
+      await keepAnOrganization(
+        tx,
+        await repo.findOwners(tx, organizationId),
+        'It is the only organization of one of its owners: they would be left with none (create or join another first)',
+      );
+    },
+
     /** member_count of each organization on a list page. */
     listCounts: countsAs('member_count', 'members'),
 
@@ -103,6 +140,44 @@ export function createMembersService(deps: {
     async exportSection(ex: Executor, organizationId: string) {
       const rows = await repo.findMembers(ex, organizationId, { afterUserId: undefined, limit: 1_000_000 });
       return { members: rows.map(view) };
+    },
+
+    /**
+     * Detaching: ends the memberships in `organizationId` of the people who run any of `overseers`
+     * (owners and admins there: the parent side), except `keep`. What stays is the organization's
+     * own people; 409 last_owner when none of them is an owner. Returns who was removed.
+     */
+    async dropOverseers(
+      tx: Tx,
+      ctx: RequestContext,
+      organizationId: string,
+      overseers: string[],
+      keep: readonly string[],
+    ): Promise<string[]> {
+      const parentSide = await repo.findMembersManagingAny(tx, organizationId, overseers);
+      for (const id of keep)
+        if (!parentSide.includes(id))
+          throw invalidField(
+            'keep_members',
+            `${id} is not an owner or admin of the parent side who is a member of this organization`,
+          );
+      const leaving = parentSide.filter((id) => !keep.includes(id));
+      if (leaving.length === 0) return [];
+      const owners = await repo.lockOwners(tx, organizationId);
+      if (!owners.some((id) => !leaving.includes(id)))
+        throw new AppError(
+          'last_owner',
+          'Detaching removes the parent side’s owners and admins from it, which would leave it without an owner: make one of its own members an owner first, or keep someone (keep_members)',
+          { extra: { user_ids: leaving } },
+        );
+      for (const id of leaving) {
+        const member = (await repo.findMember(tx, organizationId, id, true)) as repo.MemberRow;
+        await repo.deleteMember(tx, organizationId, id);
+        await record(tx, ctx, organizationId, 'member.removed', id, {
+          role: { before: member.role, after: null },
+        });
+      }
+      return leaving;
     },
 
     /** Refuses (402) when the plan has no room for another member. */
@@ -132,7 +207,10 @@ export function createMembersService(deps: {
       return toPage(rows, limit, (r) => r.user_id, view);
     },
 
-    /** Adds an existing user (by id or email). People without an account are invited instead. */
+    /**
+     * Adds an existing user (by id or email) who already belongs to an organization of the same
+     * tree that the actor can see the members of; anyone else is invited (403 invitation_required).
+     */
     async add(
       ctx: RequestContext,
       idOrSlug: string,
@@ -153,10 +231,20 @@ export function createMembersService(deps: {
         const user = body.user_id
           ? await repo.findUserById(tx, body.user_id)
           : await repo.findUserByEmail(tx, body.email as string);
-        if (!user)
-          throw new AppError('not_found', 'No user with that id or email; send an invitation instead', {
-            errors: [{ field: body.user_id ? 'user_id' : 'email', message: 'is not a user' }],
-          });
+        // The same answer whether the account exists or not: nobody learns who has one.
+        if (!user || !(await addableDirectly(tx, ctx, org.id, user.id)))
+          throw new AppError(
+            'invitation_required',
+            'Only a member of another organization of this tree can be added directly; send an invitation (POST /api/organizations/{id}/invitations)',
+            {
+              errors: [
+                {
+                  field: body.user_id ? 'user_id' : 'email',
+                  message: 'is not someone you can add directly; invite them',
+                },
+              ],
+            },
+          );
         await this.addExisting(tx, ctx, org.id, user.id, body.role);
         return view((await repo.findMember(tx, org.id, user.id)) as repo.MemberRow);
       });
@@ -193,6 +281,12 @@ export function createMembersService(deps: {
           if (!leaving) authorize(ctx, ['members:manage_owners'], org.id);
           await keepAnOwner(tx, org.id, id);
         }
+        if (leaving)
+          await keepAnOrganization(
+            tx,
+            [id],
+            'This is your only organization: create or join another before leaving it',
+          );
         await repo.deleteMember(tx, org.id, id);
         await record(tx, ctx, org.id, leaving ? 'member.left' : 'member.removed', id, {
           role: { before: member.role, after: null },

@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../../db/client.js';
-import type { Actor } from '../../lib/authz.js';
+import { type Actor, authorize, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
+import { AppError } from '../../lib/problem.js';
 
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
@@ -76,6 +77,22 @@ export function createOperatorService(deps: { db: Db; adminToken: string | undef
     },
 
     rotate: issue,
+
+    /**
+     * The operator API's rotation (the CLI's cannot run beside a server on PGlite): revokes the
+     * stored token and returns its replacement, which is never readable again. Refused while
+     * ADMIN_TOKEN is set, since the stored token is then not the one in use.
+     */
+    async rotateToken(ctx: RequestContext): Promise<{ token: string; rotated_at: string }> {
+      authorize(ctx, ['admin_token:rotate'], null);
+      if (envHash)
+        throw new AppError(
+          'admin_token_from_environment',
+          'ADMIN_TOKEN is set, so the stored token is not in use: change the variable instead',
+        );
+      const token = await issue();
+      return { token, rotated_at: new Date().toISOString() };
+    },
 
     async authenticate(token: string): Promise<Actor | undefined> {
       const hash = hashOf(token);

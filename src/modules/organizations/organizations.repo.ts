@@ -203,6 +203,19 @@ export async function findChildren(
   return q.orderBy('id', 'desc').limit(opts.limit).execute();
 }
 
+/** The live top-level organizations among `ids`, the default one left out, with their plans. */
+export async function findTopLevelAmong(db: Executor, ids: string[]) {
+  if (ids.length === 0) return [];
+  return db
+    .selectFrom('organizations')
+    .select(['id', 'plan'])
+    .where('id', 'in', ids)
+    .where('parent_id', 'is', null)
+    .where('is_default', '=', false)
+    .where('deleted_at', 'is', null)
+    .execute();
+}
+
 /** Names, currencies and parents of these organizations (live or not), for reports. */
 export async function findSummaries(db: Executor, ids: string[]) {
   if (ids.length === 0) return [];

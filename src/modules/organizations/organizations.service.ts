@@ -81,6 +81,8 @@ function freeSlug(base: string, taken: Set<string>): string {
  * audited in the transaction that makes it.
  */
 export interface OrganizationLifecycle {
+  /** Refusals checked in the creating transaction of a top-level organization, before it is written (the plan's limit of organizations per account). */
+  creating: Array<(tx: Tx, ctx: RequestContext) => Promise<void>>;
   /** Run in the creating transaction, so that what other modules keep per organization exists with it. */
   created: Array<(tx: Tx, organizationId: string, ctx: RequestContext) => Promise<void>>;
   /** Run in the deleting transaction: other modules drop what must not outlive it (memberships, keys). */
@@ -132,6 +134,7 @@ export function createOrganizationsService(deps: {
     return out;
   }
   const lifecycle: OrganizationLifecycle = deps.lifecycle ?? {
+    creating: [],
     created: [],
     deleted: [],
     deleting: [],
@@ -237,6 +240,7 @@ export function createOrganizationsService(deps: {
       };
       return db.transaction().execute(async (tx) => {
         if (within) await within.beforeInsert(tx);
+        else for (const guard of lifecycle.creating) await guard(tx, ctx);
         let created: repo.OrganizationRow | undefined;
         if (input.slug !== undefined) {
           created = await repo.insertOrganization(tx, { ...row, slug: input.slug });
@@ -281,6 +285,15 @@ export function createOrganizationsService(deps: {
 
     /** The organization, then its parent, up to its top-level organization. */
     ancestryOf: (ex: Executor, id: string) => repo.findAncestry(ex, id),
+
+    /** The id of the organization's top-level organization (its own when it has no parent). */
+    async rootOf(ex: Executor, id: string): Promise<string> {
+      const chain = await repo.findAncestry(ex, id);
+      return chain.at(-1)?.id ?? id;
+    },
+
+    /** Which of `ids` are live top-level organizations other than the default one, with their plans. */
+    topLevelAmong: (ex: Executor, ids: string[]) => repo.findTopLevelAmong(ex, ids),
 
     /** Changes plan, parent or branding: the callers (plans, sub-organizations) audit the change. */
     async setFields(

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { Nullable } from '../../lib/schema.js';
-import { FEATURE_KEYS, LIMITS, PLAN_KEYS } from './plans.catalog.js';
+import { ACCOUNT_LIMITS, FEATURE_KEYS, LIMITS, PLAN_KEYS } from './plans.catalog.js';
 
 export const FeatureKey = Type.Union(
   FEATURE_KEYS.map((f) => Type.Literal(f)),
@@ -8,16 +8,19 @@ export const FeatureKey = Type.Union(
 );
 export const PlanKey = Type.Union(
   PLAN_KEYS.map((p) => Type.Literal(p)),
-  { description: 'free, starter, growth, business or enterprise' },
+  { description: 'free, pay_as_you_go, starter, growth, business or enterprise' },
 );
 const Cycle = Type.Union([Type.Literal('monthly'), Type.Literal('annual')]);
 
 const Limits = Type.Object(
-  Object.fromEntries(LIMITS.map((l) => [l, Nullable(Type.Integer())])) as Record<
-    (typeof LIMITS)[number],
+  Object.fromEntries([...LIMITS, ...ACCOUNT_LIMITS].map((l) => [l, Nullable(Type.Integer())])) as Record<
+    (typeof LIMITS)[number] | (typeof ACCOUNT_LIMITS)[number],
     ReturnType<typeof Nullable<ReturnType<typeof Type.Integer>>>
   >,
-  { description: 'null: unlimited' },
+  {
+    description:
+      'null: unlimited. organizations: the top-level organizations one account may own (the largest allowance among the plans of those it owns)',
+  },
 );
 
 export const PlansResponse = Type.Object({
@@ -27,6 +30,11 @@ export const PlansResponse = Type.Object({
       name: Type.String(),
       price: Type.Object({ monthly: Type.String(), annual: Type.String() }, { description: 'USD' }),
       limits: Limits,
+      max_overdraft_limit: Nullable(
+        Type.String({
+          description: 'The largest overdraft_limit an organization on it may set; null: no cap',
+        }),
+      ),
       features: Type.Array(Type.String()),
     }),
   ),

@@ -1,5 +1,7 @@
+import type { PlanChanges } from '../../config.js';
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, authorizeParentDecision, type RequestContext } from '../../lib/authz.js';
+import { formatAmount } from '../../lib/money.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
@@ -7,13 +9,16 @@ import type { FeaturesService } from './features.service.js';
 import {
   FEATURE_KEYS,
   FEATURES,
+  hasFee,
   LIMITS,
   type Limit,
+  maxOverdraftOf,
   PLAN_KEYS,
   PLANS,
   type Plan,
   type PlanKey,
   planLifting,
+  planLiftingOverdraft,
   planOf,
 } from './plans.catalog.js';
 import * as repo from './plans.repo.js';
@@ -37,8 +42,11 @@ export function periodEnd(start: Date, cycle: string): Date {
 
 /** How many of a limited thing an organization has now. */
 export type Counter = (ex: Executor, organizationId: string) => Promise<number>;
-/** Run in the transaction that changed an organization's plan (the ledger sets its usage allowance). */
-export type PlanChanged = (tx: Tx, organizationId: string, plan: Plan) => Promise<void>;
+/**
+ * Run in the transaction that changed an organization's plan (the ledger sets its usage allowance
+ * and lowers an overdraft limit above the plan's cap); `ctx` is who changed it (absent at creation).
+ */
+export type PlanChanged = (tx: Tx, organizationId: string, plan: Plan, ctx?: RequestContext) => Promise<void>;
 
 const SYSTEM_CTX: RequestContext = {
   actor: { type: 'operator', id: 'system' },
@@ -57,8 +65,24 @@ export function createPlansService(deps: {
   features: FeaturesService;
   counters: Partial<Record<Limit, Counter>>;
   planChanged: PlanChanged[];
+  /** PLAN_CHANGES: `operator` keeps plans with a fee the operator's to give; `owners` lets subscription:manage change any. */
+  planChanges?: PlanChanges;
 }) {
   const { db, audit, organizations, features } = deps;
+
+  /**
+   * Without a payment provider nothing is charged, so under PLAN_CHANGES=operator (the default) a
+   * plan with a fee is the operator's to give: others may only move to a plan without one (Free,
+   * Pay As You Go) or cancel. 403 plan_change_requires_operator, naming `plan`.
+   */
+  function assertMayChoose(ctx: RequestContext, to: PlanKey) {
+    if (deps.planChanges === 'owners' || ctx.actor.type === 'operator' || !hasFee(PLANS[to])) return;
+    throw new AppError(
+      'plan_change_requires_operator',
+      `The ${PLANS[to].name} plan has a fee: the platform operator puts organizations on it (once paid)`,
+      { errors: [{ field: 'plan', message: 'is a plan with a fee, given by the platform operator' }] },
+    );
+  }
 
   async function usage(ex: Executor, organizationId: string): Promise<Record<Limit, number>> {
     const counts = await Promise.all(LIMITS.map((l) => deps.counters[l]?.(ex, organizationId) ?? 0));
@@ -96,7 +120,7 @@ export function createPlansService(deps: {
   /** Moves the organization to `plan` in `tx`: the plan column, its limits in the ledger, features below. */
   async function applyPlan(tx: Tx, ctx: RequestContext, organizationId: string, from: PlanKey, to: PlanKey) {
     await organizations.setFields(tx, organizationId, { plan: to });
-    for (const hook of deps.planChanged) await hook(tx, organizationId, PLANS[to]);
+    for (const hook of deps.planChanged) await hook(tx, organizationId, PLANS[to], ctx);
     const lost = PLANS[from].features.filter((f) => !PLANS[to].features.includes(f));
     await features.cascade(tx, ctx, organizationId, lost);
   }
@@ -193,6 +217,65 @@ export function createPlansService(deps: {
       );
     },
 
+    /**
+     * Refuses (402 plan_limit_exceeded, `limit: "overdraft_limit"`, naming the field) an overdraft
+     * limit above the organization's plan's cap. `max` and `requested` are decimal strings.
+     */
+    async assertOverdraftLimit(ex: Executor, organizationId: string, requested: bigint): Promise<void> {
+      const plan = planOf((await organizations.load(ex, organizationId)).plan);
+      const max = maxOverdraftOf(plan);
+      if (max === null || requested <= max) return;
+      const upgrade = planLiftingOverdraft(plan.key, requested);
+      throw new AppError(
+        'plan_limit_exceeded',
+        `The ${plan.name} plan allows an overdraft limit of at most ${formatAmount(max)}` +
+          (upgrade ? `. The ${PLANS[upgrade].name} plan lifts it` : ''),
+        {
+          errors: [
+            {
+              field: 'overdraft_limit',
+              message: `must be at most ${formatAmount(max)} on the ${plan.name} plan`,
+            },
+          ],
+          extra: {
+            limit: 'overdraft_limit',
+            plan: plan.key,
+            max: formatAmount(max),
+            requested: formatAmount(requested),
+            upgrade_to: upgrade,
+          },
+        },
+      );
+    },
+
+    /**
+     * Refuses (402 plan_limit_exceeded, `limit: "organizations"`) a user one more top-level
+     * organization than the largest allowance among the plans of those they own (Free's when
+     * they own none). Sub-organizations and the operator are not counted; run before the insert.
+     */
+    async assertOrganizationCapacity(tx: Tx, ctx: RequestContext): Promise<void> {
+      if (ctx.actor.type !== 'user') return;
+      const { roles, oversight } = ctx.actor;
+      const ownedIds = [...roles].filter(([id, r]) => r === 'owner' && !oversight?.has(id)).map(([id]) => id);
+      const owned = await organizations.topLevelAmong(tx, ownedIds);
+      let best: Plan = PLANS.free;
+      for (const o of owned) {
+        const p = planOf(o.plan);
+        if (p.limits.organizations === null) return;
+        if (best.limits.organizations !== null && p.limits.organizations > best.limits.organizations)
+          best = p;
+      }
+      const max = best.limits.organizations;
+      if (max === null || owned.length < max) return;
+      const upgrade = planLifting(best.key, 'organizations', owned.length + 1);
+      throw new AppError(
+        'plan_limit_exceeded',
+        `The ${best.name} plan allows an account ${max} organizations of its own; you own ${owned.length}` +
+          (upgrade ? `. The ${PLANS[upgrade].name} plan lifts it` : ''),
+        { extra: { limit: 'organizations', plan: best.key, max, used: owned.length, upgrade_to: upgrade } },
+      );
+    },
+
     /** The subscription view without a permission check (the caller made its own). */
     viewOf: view,
 
@@ -220,6 +303,8 @@ export function createPlansService(deps: {
       input: { plan: PlanKey; billing_cycle?: BillingCycle },
     ) {
       const found = await loadForChange(ctx, idOrSlug);
+      // A sub-organization's plan is within its parent's (checked below), which the parent has.
+      if (found.parent_id === null) assertMayChoose(ctx, input.plan);
       await db.transaction().execute(async (tx) => {
         const sub = await repo.findSubscription(tx, found.id, { forUpdate: true });
         const org = await organizations.load(tx, found.id);
@@ -345,6 +430,7 @@ export function createPlansService(deps: {
 
     /** A detached organization's own subscription starts over on `to`, refused if usage exceeds it. */
     async restart(tx: Tx, ctx: RequestContext, organizationId: string, to: PlanKey) {
+      assertMayChoose(ctx, to);
       await repo.findSubscription(tx, organizationId, { forUpdate: true });
       await switchPlan(tx, ctx, organizationId, to, 'monthly');
     },

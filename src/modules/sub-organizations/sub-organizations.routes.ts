@@ -96,7 +96,7 @@ export const subOrganizationsRoutes =
           response: { 200: OrganizationResponse },
         },
       },
-      async (req) => subs.detach(req.ctx, req.params.id, req.params.subId, req.body.plan),
+      async (req) => subs.detach(req.ctx, req.params.id, req.params.subId, req.body ?? {}),
     );
     app.post(
       '/api/organizations/:id/sub-organizations/:subId/join-as',

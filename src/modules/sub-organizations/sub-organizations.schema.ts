@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { PageQuery, PageResponse } from '../../lib/pagination.js';
-import { DecimalInput, DisplayName, FreeText, Nullable } from '../../lib/schema.js';
+import { DayString, DecimalInput, DisplayName, FreeText, Nullable } from '../../lib/schema.js';
 import { SLUG_MAX, SLUG_PATTERN } from '../../lib/slug.js';
 import { TransactionResponse } from '../ledger/ledger.schema.js';
 import { CURRENCIES } from '../organizations/organizations.schema.js';
@@ -54,7 +54,7 @@ export const SubOrganizationListItem = Type.Object({
 export const SubOrganizationList = PageResponse(SubOrganizationListItem);
 export const SubOrganizationsQuery = Type.Object({ ...PageQuery }, { additionalProperties: false });
 
-const Day = Type.String({ format: 'date', description: 'A UTC day, YYYY-MM-DD' });
+const Day = DayString();
 export const TreeUsageQuery = Type.Object(
   {
     from: Type.Optional({ ...Day, description: 'First day (inclusive); default: 29 days before `to`' }),
@@ -129,6 +129,14 @@ export const SpendingLimitBody = Type.Object(
 export const DetachBody = Type.Object(
   {
     plan: Type.Optional({ ...PlanKey, description: 'The plan it continues on; default free' }),
+    keep_members: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
+        maxItems: 100,
+        uniqueItems: true,
+        description:
+          'User ids of owners and admins of the parent side who stay members of it (default: none stays)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

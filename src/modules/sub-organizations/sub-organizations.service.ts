@@ -303,10 +303,18 @@ export function createSubOrganizationsService(deps: {
     },
 
     /**
-     * Makes a direct sub-organization independent: no parent, no inherited oversight, no granted
-     * features (its plan decides them), its own plan (free unless given). Data and balance stay.
+     * Makes a direct sub-organization fully independent: no parent, no inherited oversight, no
+     * granted features (its plan decides them), its own plan (free unless given), and none of the
+     * parent side's owners and admins among its members (the creator was made its owner), unless
+     * kept. Its own members, data and balance stay. It always keeps an owner (409 last_owner).
      */
-    async detach(ctx: RequestContext, parentIdOrSlug: string, subIdOrSlug: string, plan: string | undefined) {
+    async detach(
+      ctx: RequestContext,
+      parentIdOrSlug: string,
+      subIdOrSlug: string,
+      body: { plan?: string | undefined; keep_members?: string[] | undefined },
+    ) {
+      const { plan } = body;
       const { parent, sub, direct } = await loadPair(
         ctx,
         parentIdOrSlug,
@@ -320,10 +328,15 @@ export function createSubOrganizationsService(deps: {
         );
       await db.transaction().execute(async (tx) => {
         await organizations.load(tx, sub.id, { forUpdate: true });
+        const overseers = (await organizations.ancestryOf(tx, parent.id)).map((n) => n.id);
+        const removed = await members.dropOverseers(tx, ctx, sub.id, overseers, body.keep_members ?? []);
         await organizations.setFields(tx, sub.id, { parent_id: null });
         await features.dropGrants(tx, sub.id);
         await plans.restart(tx, ctx, sub.id, (plan ?? 'free') as Parameters<PlansService['restart']>[3]);
-        const changes = { parent_id: { before: parent.id, after: null } };
+        const changes = {
+          parent_id: { before: parent.id, after: null },
+          ...(removed.length ? { removed_members: { before: removed, after: [] } } : {}),
+        };
         await audit.record(tx, ctx, {
           organizationId: sub.id,
           action: 'organization.detached',

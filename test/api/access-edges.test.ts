@@ -1,0 +1,490 @@
+import { randomBytes } from 'node:crypto';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROLE_PERMISSIONS, ROLES } from '../../src/lib/authz.js';
+import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+
+/**
+ * The edges of access (issue 12): who may be added without an invitation, who may resend or
+ * revoke an owner's invitation, what an agent's own key may read, who creates organizations,
+ * that nobody is left without an organization, members' status, and what detaching does to people.
+ */
+let t: TestContext;
+const run = randomBytes(3).toString('hex');
+let seq = 0;
+
+interface User {
+  id: string;
+  email: string;
+  token: string;
+}
+
+const op = (opts: InjectOptions) => t.call(opts);
+const as = (token: string, opts: InjectOptions) =>
+  t.app.inject({ ...opts, headers: { authorization: `Bearer ${token}`, ...opts.headers } });
+
+async function signUp(name: string): Promise<User> {
+  const email = `${name}.${run}.${++seq}@edges.test`;
+  const res = await t.app.inject({
+    method: 'POST',
+    url: '/api/auth/sign-up/email',
+    payload: { email, password: 'edges-password-1', name },
+  });
+  expect(res.statusCode, res.body).toBe(200);
+  return { id: res.json().user.id, email, token: String(res.headers['set-auth-token']) };
+}
+
+function expectProblem(res: LightMyRequestResponse, status: number, code: string, field?: string) {
+  expect(res.statusCode, res.body).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  expect(res.json().code, res.body).toBe(code);
+  if (field)
+    expect(
+      (res.json().errors as Array<{ field: string }>).map((e) => e.field),
+      res.body,
+    ).toContain(field);
+}
+
+async function writesNothing(fn: () => Promise<void>) {
+  const before = await tableCounts(t.db);
+  await fn();
+  expect(await tableCounts(t.db)).toEqual(before);
+}
+
+async function ok(res: Promise<LightMyRequestResponse>, status = 200) {
+  const r = await res;
+  expect(r.statusCode, r.body).toBe(status);
+  return r.json();
+}
+
+async function topOrg(owner: User | undefined, plan = 'business'): Promise<string> {
+  const body = { name: `Edges ${run} ${++seq}` };
+  const created = owner
+    ? await ok(as(owner.token, { method: 'POST', url: '/api/organizations', payload: body }), 201)
+    : await ok(op({ method: 'POST', url: '/api/organizations', payload: body }), 201);
+  await ok(op({ method: 'PUT', url: `/api/organizations/${created.id}/subscription`, payload: { plan } }));
+  return created.id;
+}
+
+async function subOf(parentId: string, by?: User): Promise<string> {
+  const opts: InjectOptions = {
+    method: 'POST',
+    url: `/api/organizations/${parentId}/sub-organizations`,
+    payload: { name: `Edges Sub ${run} ${++seq}` },
+  };
+  return (await ok(by ? as(by.token, opts) : op(opts), 201)).id;
+}
+
+/** The operator adds directly (anyone). */
+async function addMember(orgId: string, user: User, role: string) {
+  await ok(
+    op({ method: 'POST', url: `/api/organizations/${orgId}/members`, payload: { user_id: user.id, role } }),
+    201,
+  );
+}
+
+async function membersOf(orgId: string): Promise<Record<string, string>> {
+  const data = (await ok(op({ method: 'GET', url: `/api/organizations/${orgId}/members?limit=100` })))
+    .data as Array<{ user_id: string; role: string }>;
+  return Object.fromEntries(data.map((m) => [m.user_id, m.role]));
+}
+
+async function personalOf(user: User): Promise<string> {
+  const me = await ok(as(user.token, { method: 'GET', url: '/api/me' }));
+  return me.organizations[0].id;
+}
+
+beforeAll(async () => {
+  t = await createTestApp();
+});
+afterAll(async () => {
+  await t.close();
+});
+
+describe('adding a member directly', () => {
+  let owner: User;
+  let top: string;
+  let staff: string;
+  let colleague: User;
+
+  beforeAll(async () => {
+    owner = await signUp('owner');
+    colleague = await signUp('colleague');
+    top = await topOrg(owner);
+    staff = await subOf(top);
+    await addMember(staff, colleague, 'developer');
+  });
+
+  it('adds someone of the same tree whose membership the actor can read', async () => {
+    const added = await ok(
+      as(owner.token, {
+        method: 'POST',
+        url: `/api/organizations/${top}/members`,
+        payload: { email: colleague.email, role: 'manager' },
+      }),
+      201,
+    );
+    expect(added).toMatchObject({ user_id: colleague.id, role: 'manager', status: 'active' });
+    // Down the tree too: from the parent into another sub-organization.
+    const other = await subOf(top);
+    await ok(
+      as(owner.token, {
+        method: 'POST',
+        url: `/api/organizations/${other}/members`,
+        payload: { user_id: colleague.id, role: 'agent' },
+      }),
+      201,
+    );
+    expect((await membersOf(other))[colleague.id]).toBe('agent');
+  });
+
+  it('answers strangers and unknown accounts alike, 403 invitation_required, writing nothing', async () => {
+    const stranger = await signUp('stranger');
+    const url = `/api/organizations/${top}/members`;
+    const answers: Array<Record<string, unknown>> = [];
+    await writesNothing(async () => {
+      for (const [payload, field] of [
+        [{ email: stranger.email, role: 'agent' }, 'email'],
+        [{ email: `nobody.${run}@edges.test`, role: 'agent' }, 'email'],
+        [{ user_id: stranger.id, role: 'agent' }, 'user_id'],
+        [{ user_id: 'usr_00000000000000000000000000', role: 'agent' }, 'user_id'],
+      ] as const) {
+        const res = await as(owner.token, { method: 'POST', url, payload });
+        expectProblem(res, 403, 'invitation_required', field);
+        const { request_id: _r, errors: _e, ...rest } = res.json();
+        answers.push(rest);
+        expect(res.body).not.toContain('stranger');
+      }
+    });
+    // Nothing in the answer tells an account that exists from one that does not.
+    for (const a of answers) expect(a).toEqual(answers[0]);
+    // The operator adds anyone.
+    await addMember(top, stranger, 'agent');
+  });
+
+  it('refuses a sibling sub-organization’s member the actor cannot see', async () => {
+    const siblingAdmin = await signUp('sibling-admin');
+    const mine = await subOf(top);
+    const theirs = await subOf(top);
+    await addMember(mine, siblingAdmin, 'admin');
+    const hidden = await signUp('hidden');
+    await addMember(theirs, hidden, 'developer');
+    await writesNothing(async () =>
+      expectProblem(
+        await as(siblingAdmin.token, {
+          method: 'POST',
+          url: `/api/organizations/${mine}/members`,
+          payload: { user_id: hidden.id, role: 'agent' },
+        }),
+        403,
+        'invitation_required',
+        'user_id',
+      ),
+    );
+  });
+
+  it('lists members with status active', async () => {
+    const data = (await ok(as(owner.token, { method: 'GET', url: `/api/organizations/${top}/members` })))
+      .data as Array<{ status: string }>;
+    expect(data.length).toBeGreaterThan(0);
+    for (const m of data) expect(m.status).toBe('active');
+  });
+});
+
+describe('owner invitations', () => {
+  it('are resent and revoked only by owners (members:manage_owners)', async () => {
+    const owner = await signUp('inv-owner');
+    const admin = await signUp('inv-admin');
+    const org = await topOrg(owner, 'growth');
+    await addMember(org, admin, 'admin');
+    const url = `/api/organizations/${org}/invitations`;
+    const ownerInvite = await ok(
+      as(owner.token, { method: 'POST', url, payload: { email: `heir.${run}@edges.test`, role: 'owner' } }),
+      201,
+    );
+    const devInvite = await ok(
+      as(owner.token, {
+        method: 'POST',
+        url,
+        payload: { email: `dev.${run}@edges.test`, role: 'developer' },
+      }),
+      201,
+    );
+    await writesNothing(async () => {
+      expectProblem(
+        await as(admin.token, { method: 'POST', url: `${url}/${ownerInvite.id}/resend` }),
+        403,
+        'forbidden',
+      );
+      expectProblem(
+        await as(admin.token, { method: 'DELETE', url: `${url}/${ownerInvite.id}` }),
+        403,
+        'forbidden',
+      );
+      // Unknown invitations stay 404.
+      expectProblem(
+        await as(admin.token, { method: 'POST', url: `${url}/inv_nope/resend` }),
+        404,
+        'not_found',
+      );
+    });
+    // The admin still manages the others; the owner manages both.
+    expect(
+      (await ok(as(admin.token, { method: 'POST', url: `${url}/${devInvite.id}/resend` }))).sent_count,
+    ).toBe(2);
+    expect(
+      (await ok(as(owner.token, { method: 'POST', url: `${url}/${ownerInvite.id}/resend` }))).sent_count,
+    ).toBe(2);
+    expect((await as(owner.token, { method: 'DELETE', url: `${url}/${ownerInvite.id}` })).statusCode).toBe(
+      204,
+    );
+    expect((await as(admin.token, { method: 'DELETE', url: `${url}/${devInvite.id}` })).statusCode).toBe(204);
+  });
+});
+
+describe('an agent’s own key', () => {
+  it('has no more than the agent role: no members, audit log, billing, usage reports or keys', async () => {
+    const org = await topOrg(undefined, 'growth');
+    const agent = await ok(
+      op({ method: 'POST', url: '/api/agents', payload: { name: 'Edgy', organization_id: org } }),
+      201,
+    );
+    const { key } = await ok(
+      op({ method: 'POST', url: `/api/agents/${agent.id}/api-keys`, payload: { name: 'edgy key' } }),
+      201,
+    );
+    const orgKey = (
+      await ok(
+        op({
+          method: 'POST',
+          url: `/api/organizations/${org}/api-keys`,
+          payload: { name: 'w', scopes: ['write'] },
+        }),
+        201,
+      )
+    ).key as string;
+    const base = `/api/organizations/${org}`;
+    const refused = [
+      `${base}/members`,
+      `${base}/audit-log`,
+      `${base}/billing`,
+      `${base}/billing-summary`,
+      `${base}/api-keys`,
+      `${base}/analytics`,
+      `${base}/subscription`,
+    ];
+    for (const url of refused) {
+      expectProblem(await as(key, { method: 'GET', url }), 403, 'forbidden');
+      // An organization's write key still reads them.
+      expect((await as(orgKey, { method: 'GET', url })).statusCode, url).toBe(200);
+    }
+    for (const url of [base, `${base}/balance`, `${base}/features`, `/api/agents/${agent.id}`])
+      expect((await as(key, { method: 'GET', url })).statusCode, url).toBe(200);
+    await ok(op({ method: 'POST', url: `${base}/credits/add`, payload: { amount: '5' } }), 201);
+    const usage = await ok(
+      as(key, {
+        method: 'POST',
+        url: '/api/usage',
+        payload: { events: [{ organization_id: org, credits: '1', idempotency_key: `edges-${run}` }] },
+      }),
+    );
+    expect(usage.results[0]).toMatchObject({ status: 'applied' });
+  });
+});
+
+describe('creating organizations', () => {
+  it('needs a signed-in user and no role; a sub-organization needs sub_organizations:manage', async () => {
+    // No role carries it: it is asked outside any organization.
+    for (const role of ROLES) expect(ROLE_PERMISSIONS[role]).not.toContain('organization:create');
+    const someone = await signUp('creator');
+    const created = await ok(
+      as(someone.token, { method: 'POST', url: '/api/organizations', payload: { name: `Mine ${run}` } }),
+      201,
+    );
+    expect((await membersOf(created.id))[someone.id]).toBe('owner');
+    const top = await topOrg(undefined);
+    const { key } = await ok(
+      op({
+        method: 'POST',
+        url: `/api/organizations/${top}/api-keys`,
+        payload: { name: 'r', scopes: ['write'] },
+      }),
+      201,
+    );
+    const manager = await signUp('manager');
+    await addMember(top, manager, 'manager');
+    await writesNothing(async () => {
+      expectProblem(
+        await as(key, { method: 'POST', url: '/api/organizations', payload: { name: 'By key' } }),
+        403,
+        'forbidden',
+      );
+      expectProblem(
+        await as(manager.token, {
+          method: 'POST',
+          url: `/api/organizations/${top}/sub-organizations`,
+          payload: { name: 'By manager' },
+        }),
+        403,
+        'forbidden',
+      );
+    });
+  });
+});
+
+describe('keeping an organization', () => {
+  it('refuses deleting an owner’s only organization (409 last_organization), writing nothing', async () => {
+    const solo = await signUp('solo');
+    const personal = await personalOf(solo);
+    await writesNothing(async () => {
+      const res = await as(solo.token, { method: 'DELETE', url: `/api/organizations/${personal}` });
+      expectProblem(res, 409, 'last_organization');
+      expect(res.json().user_ids).toEqual([solo.id]);
+      // Not even the operator strands them.
+      expectProblem(
+        await op({ method: 'DELETE', url: `/api/organizations/${personal}` }),
+        409,
+        'last_organization',
+      );
+    });
+    // With another organization, the personal one can go; then the other is the last.
+    const other = await ok(
+      as(solo.token, { method: 'POST', url: '/api/organizations', payload: { name: `Solo Co ${run}` } }),
+      201,
+    );
+    expect(
+      (await as(solo.token, { method: 'DELETE', url: `/api/organizations/${personal}` })).statusCode,
+    ).toBe(204);
+    expectProblem(
+      await as(solo.token, { method: 'DELETE', url: `/api/organizations/${other.id}` }),
+      409,
+      'last_organization',
+    );
+  });
+
+  it('refuses when it is a co-owner’s only one, and lets nobody leave their only organization', async () => {
+    const a = await signUp('co-a');
+    const b = await signUp('co-b');
+    const shared = await topOrg(a, 'growth');
+    await addMember(shared, b, 'owner');
+    await addMember(shared, await signUp('bystander'), 'developer');
+    // b gives up their personal organization: `shared` is all they have.
+    expect(
+      (await as(b.token, { method: 'DELETE', url: `/api/organizations/${await personalOf(b)}` })).statusCode,
+    ).toBe(204);
+    await writesNothing(async () => {
+      const res = await as(a.token, { method: 'DELETE', url: `/api/organizations/${shared}` });
+      expectProblem(res, 409, 'last_organization');
+      expect(res.json().user_ids).toEqual([b.id]);
+      expectProblem(
+        await as(b.token, { method: 'DELETE', url: `/api/organizations/${shared}/members/me` }),
+        409,
+        'last_organization',
+      );
+    });
+    // a has their personal organization: they may leave.
+    expect(
+      (await as(a.token, { method: 'DELETE', url: `/api/organizations/${shared}/members/me` })).statusCode,
+    ).toBe(204);
+  });
+});
+
+describe('detaching and people', () => {
+  let owner: User;
+  let admin: User;
+  let developer: User;
+  let top: string;
+
+  beforeAll(async () => {
+    [owner, admin, developer] = [await signUp('d-owner'), await signUp('d-admin'), await signUp('d-dev')];
+    top = await topOrg(owner);
+    await addMember(top, admin, 'admin');
+    await addMember(top, developer, 'developer');
+  });
+
+  const detach = (by: User, child: string, payload: Record<string, unknown> = {}) =>
+    as(by.token, {
+      method: 'POST',
+      url: `/api/organizations/${top}/sub-organizations/${child}/detach`,
+      payload,
+    });
+
+  it('removes the parent side’s owners and admins, keeps its own members, and keeps an owner', async () => {
+    const child = await subOf(top, owner);
+    const client = await signUp('client');
+    await addMember(child, client, 'owner');
+    await addMember(child, admin, 'developer');
+    await addMember(child, developer, 'developer');
+    expect(await membersOf(child)).toEqual({
+      [owner.id]: 'owner',
+      [client.id]: 'owner',
+      [admin.id]: 'developer',
+      [developer.id]: 'developer',
+    });
+    const res = await ok(detach(owner, child));
+    expect(res).toMatchObject({ id: child, parent_id: null });
+    // Its own people stay; the parent's owner (its creator) and admin go.
+    expect(await membersOf(child)).toEqual({ [client.id]: 'owner', [developer.id]: 'developer' });
+    for (const u of [owner, admin])
+      expectProblem(
+        await as(u.token, { method: 'GET', url: `/api/organizations/${child}` }),
+        404,
+        'not_found',
+      );
+    expect(
+      (await ok(as(client.token, { method: 'GET', url: `/api/organizations/${child}` }))).parent_id,
+    ).toBeNull();
+    const audit = (await ok(op({ method: 'GET', url: `/api/organizations/${child}/audit-log?limit=100` })))
+      .data as Array<{ action: string; target: { id: string }; changes: Record<string, unknown> }>;
+    expect(
+      audit
+        .filter((e) => e.action === 'member.removed')
+        .map((e) => e.target.id)
+        .sort(),
+    ).toEqual([owner.id, admin.id].sort());
+    const detached = audit.find((e) => e.action === 'organization.detached');
+    expect((detached?.changes.removed_members as { before: string[] } | undefined)?.before.sort()).toEqual(
+      [owner.id, admin.id].sort(),
+    );
+  });
+
+  it('refuses (409 last_owner) when only the parent side owns it, unless kept; keep_members is checked', async () => {
+    const child = await subOf(top, owner);
+    await addMember(child, developer, 'developer');
+    await writesNothing(async () => {
+      const res = await detach(admin, child);
+      expectProblem(res, 409, 'last_owner');
+      expect(res.json().user_ids).toEqual([owner.id]);
+      // Only the parent side's members of it can be kept.
+      expectProblem(
+        await detach(admin, child, { keep_members: [developer.id] }),
+        400,
+        'validation_failed',
+        'keep_members',
+      );
+      expectProblem(
+        await detach(admin, child, { keep_members: ['usr_nobody'] }),
+        400,
+        'validation_failed',
+        'keep_members',
+      );
+      expectProblem(
+        await detach(admin, child, { keep_members: 'everyone' }),
+        400,
+        'validation_failed',
+        'keep_members',
+      );
+    });
+    await ok(detach(admin, child, { keep_members: [owner.id] }));
+    expect(await membersOf(child)).toEqual({ [owner.id]: 'owner', [developer.id]: 'developer' });
+    // Kept as a member: the owner reaches it as its owner, the parent's admin no more.
+    expect(
+      (await ok(as(owner.token, { method: 'GET', url: `/api/organizations/${child}` }))).parent_id,
+    ).toBeNull();
+    expectProblem(
+      await as(admin.token, { method: 'GET', url: `/api/organizations/${child}` }),
+      404,
+      'not_found',
+    );
+  });
+});
