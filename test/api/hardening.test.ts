@@ -8,7 +8,9 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerOp } from '../../src/modules/ledger/ledger.book.js';
 import { CREDITS, SYSTEM } from '../../src/modules/ledger/ledger.core.js';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { buildApp } from '../../src/app.js';
+import type { DbHandle } from '../../src/db/client.js';
+import { ADMIN_TOKEN, createTestApp, createTestDb, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
 beforeAll(async () => {
@@ -237,30 +239,35 @@ describe('the balance cap', () => {
   });
 });
 
+/** A key-less deduction of 1 submitted to the engine directly, with the metadata given. */
+function deduction(org: string, i: number, metadata: Record<string, unknown> = {}): LedgerOp {
+  return {
+    organizationIds: [org],
+    requestId: `req_direct_${i}`,
+    inMemory: true,
+    run: (book) => {
+      book.post(org, {
+        type: 'deduction',
+        amount: 1n,
+        legs: [
+          [CREDITS, -1n],
+          [SYSTEM.adjustments, 1n],
+        ],
+        metadata,
+        actor: { type: 'operator', id: 'test' },
+      });
+      return { status: 201, body: {} };
+    },
+  };
+}
+
 describe('one tenant cannot fail another’s batch', () => {
   /**
    * An operation carrying what the database refuses (NUL in jsonb), submitted to the engine
    * directly: it stands for whatever value might ever slip past validation.
    */
   function poisoned(org: string, i: number): LedgerOp {
-    return {
-      organizationIds: [org],
-      requestId: `req_poison_${i}`,
-      inMemory: true,
-      run: (book) => {
-        book.post(org, {
-          type: 'deduction',
-          amount: 1n,
-          legs: [
-            [CREDITS, -1n],
-            [SYSTEM.adjustments, 1n],
-          ],
-          metadata: { x: `poison\u0000${i}` },
-          actor: { type: 'operator', id: 'test' },
-        });
-        return { status: 201, body: {} };
-      },
-    };
+    return deduction(org, i, { x: `poison\u0000${i}` });
   }
 
   it('refuses only the poisoned operations while every clean one, of both tenants, commits', async () => {
@@ -294,6 +301,69 @@ describe('one tenant cannot fail another’s batch', () => {
     expect(await balanceOf(attacker)).toBe('960');
     const verify = await t.call({ method: 'GET', url: '/api/ledger/verify' });
     expect(verify.json()).toMatchObject({ ok: true, violations: [] });
+  });
+
+  it('never runs again a batch whose connection failed: it may have committed', async () => {
+    // A database handle whose one-round-trip statement commits, then loses its answer: the second
+    // time once armed, so that it is a batch of several (the first goes alone, the rest queue).
+    const db = await createTestDb();
+    let lose = 0;
+    const flaky: DbHandle = {
+      ...db,
+      prepared: async (name, text, values) => {
+        const done = await db.prepared(name, text, values);
+        if (lose > 0 && --lose === 0) throw new Error('Connection terminated unexpectedly');
+        return done;
+      },
+    };
+    const app = await buildApp({
+      db: flaky,
+      adminToken: ADMIN_TOKEN,
+      rateLimit: { perIp: 1e6, perKey: 1e6 },
+    });
+    await app.ready();
+    const as = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    try {
+      const org = (
+        await app.inject({
+          method: 'POST',
+          url: '/api/organizations',
+          headers: as,
+          payload: { name: 'Flaky' },
+        })
+      ).json().id;
+      await app.inject({
+        method: 'POST',
+        url: `/api/organizations/${org}/credits/add`,
+        headers: as,
+        payload: { amount: '100' },
+      });
+      // Warm: the engine now knows the organization, so deductions take the one-round-trip path.
+      await app.inject({
+        method: 'POST',
+        url: `/api/organizations/${org}/credits/deduct`,
+        headers: as,
+        payload: { amount: '1' },
+      });
+      lose = 2;
+      // Submitted in one tick: the first runs alone, the nine others queue into one batch.
+      const settled = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) => app.services.ledger.engine.submit(deduction(org, i))),
+      );
+      const applied = settled.filter((a) => a.status === 'fulfilled').length;
+      const failed = settled.filter((a) => a.status === 'rejected').length;
+      expect([applied, failed]).toEqual([1, 9]);
+      // Every deduction committed once, whether its answer was lost or not; none twice.
+      const balance = (
+        await app.inject({ method: 'GET', url: `/api/organizations/${org}/balance`, headers: as })
+      ).json();
+      expect(balance.available).toBe('98.99999'); // ten deductions of one micro-credit each
+      const verify = await app.inject({ method: 'GET', url: '/api/ledger/verify', headers: as });
+      expect(verify.json()).toMatchObject({ ok: true, violations: [] });
+    } finally {
+      await app.close();
+      await db.close();
+    }
   });
 
   it('answers each usage event on its own when one fails unexpectedly, never 500 for work done', async () => {

@@ -32,31 +32,39 @@ function organizationsOf(ops: LedgerOp[]): string[] {
 type Settled = { result: OpResult } | { error: unknown };
 export type BatchObserver = (batch: { size: number; seconds: number }) => void;
 
-/** SQLSTATE classes of failures that belong to the connection or the server, not to the data sent. */
-const SERVER_CLASSES = new Set(['08', '53', '57', '58', 'XX']);
 /** SQLSTATE classes of a value the database refuses: data exception, constraint, program limit. */
 const DATA_CLASSES = new Set(['22', '23', '54']);
 
-function sqlstateOf(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
-}
-
 function isDataError(err: unknown): boolean {
-  const state = sqlstateOf(err);
-  return state !== undefined && DATA_CLASSES.has(state.slice(0, 2));
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.length === 5 && DATA_CLASSES.has(code.slice(0, 2));
 }
 
 /**
- * Whether a failed batch is worth splitting: an error of the statement (a refused value, or one
- * thrown while deciding or building it), not of the connection (a network error has a Node code
- * such as ECONNRESET; a server's has a SQLSTATE of its class).
+ * An error raised by this process while it decided a batch or built its statement: nothing had
+ * been sent for commit, so the batch can be run again, in parts, without applying anything twice.
+ */
+class Unsent extends Error {
+  constructor(readonly reason: unknown) {
+    super('a batch failed before it was sent');
+  }
+}
+
+/** Wraps an error of deciding or building, except those the engine retries itself. */
+function unsent(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (err instanceof Retry || (typeof code === 'string' && RETRYABLE_PG_CODES.has(code))) return err;
+  return new Unsent(err);
+}
+
+/**
+ * Whether a failed batch may be split and run again: only on proof that nothing of it committed —
+ * the database refused a value (its statement then rolls back whole), or the error came before
+ * anything was sent. A failure of the connection proves nothing (a COMMIT may have landed before
+ * it broke), so it fails the batch as it is: running it again would apply key-less operations twice.
  */
 function isolatable(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (code === undefined) return true;
-  const state = sqlstateOf(err);
-  return state !== undefined && !SERVER_CLASSES.has(state.slice(0, 2));
+  return err instanceof Unsent || isDataError(err);
 }
 
 interface Pending {
@@ -218,13 +226,21 @@ export function createLedgerEngine(deps: EngineDeps) {
       ]),
     );
     const book = new Book(undefined, states, new Date());
-    const { results, records } = await decide(ops, book, new Map());
-    if (book.recharge.size > 0) return undefined; // starting a top-up takes the locking path
+    let statement: ReturnType<typeof writeBatchStatement>;
+    let results: OpResult[];
     try {
-      const { name, text, values } = writeBatchStatement(outcome(book, records), {
+      const decided = await decide(ops, book, new Map());
+      if (book.recharge.size > 0) return undefined; // starting a top-up takes the locking path
+      results = decided.results;
+      statement = writeBatchStatement(outcome(book, decided.records), {
         organizationIds: ids,
         versions: ids.map((id) => read.get(id) as bigint),
       });
+    } catch (err) {
+      throw unsent(err);
+    }
+    try {
+      const { name, text, values } = statement;
       await deps.prepared(name, text, values);
     } catch (err) {
       const code = (err as { code?: string }).code;
@@ -262,7 +278,10 @@ export function createLedgerEngine(deps: EngineDeps) {
         new Date(),
         teamIds.length ? await repo.lockTeams(tx, teamIds) : new Map(),
       );
-      const decided = await decide(ops, book, existing);
+      // Inside the transaction: whatever fails here rolls back with it, so nothing was committed.
+      const decided = await decide(ops, book, existing).catch((err: unknown) => {
+        throw unsent(err);
+      });
       for (const s of book.recharge) await deps.onRecharge(tx, s, { type: 'operator', id: 'auto_recharge' });
       const inserted = await writeBatch(tx, outcome(book, decided.records));
       // Another process applied one of these keys since we looked: start over, and replay it.
@@ -302,17 +321,18 @@ export function createLedgerEngine(deps: EngineDeps) {
       return (await execute(ops)).map((result) => ({ result }));
     } catch (error) {
       const single = ops.length === 1 ? (ops[0] as LedgerOp) : undefined;
-      if (single && isDataError(error))
+      const cause = error instanceof Unsent ? error.reason : error;
+      if (single && isDataError(cause))
         return [
           {
             result: refusal(
               'validation_failed',
-              `The database refused a value of this request (SQLSTATE ${(error as { code: string }).code})`,
+              `The database refused a value of this request (SQLSTATE ${(cause as { code: string }).code})`,
               single.requestId,
             ),
           },
         ];
-      if (single || !isolatable(error)) return ops.map(() => ({ error }));
+      if (single || !isolatable(error)) return ops.map(() => ({ error: cause }));
       const half = Math.ceil(ops.length / 2);
       const first = await executeIsolating(ops.slice(0, half));
       return [...first, ...(await executeIsolating(ops.slice(half)))];
