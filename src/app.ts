@@ -388,7 +388,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     done();
   });
 
-  await installSecurity(app, { publicUrl: deps.publicUrl });
+  installSecurity(app, { publicUrl: deps.publicUrl });
 
   await app.register(swagger, {
     openapi: {

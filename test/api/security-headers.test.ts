@@ -57,7 +57,7 @@ describe('security headers on http (PUBLIC_URL unset)', () => {
   });
   afterAll(() => t.close());
 
-  it('sends nosniff, no framing and a same-origin CSP on every kind of response; no HSTS', async () => {
+  it('sends nosniff, no framing and a CSP on every kind of response; no HSTS', async () => {
     const u = await signUp(t);
     const responses = [
       await t.app.inject({ method: 'GET', url: '/healthz' }),
@@ -73,7 +73,8 @@ describe('security headers on http (PUBLIC_URL unset)', () => {
       // On plain http, upgrade-insecure-requests would break the pages' own requests.
       expect(csp(res).has('upgrade-insecure-requests')).toBe(false);
     }
-    expect(csp(responses[0] as Res).get('default-src')).toEqual(["'self'"]);
+    // A JSON answer is never a document: its policy allows nothing at all.
+    expect(csp(responses[0] as Res).get('default-src')).toEqual(["'none'"]);
     expect(csp(responses[0] as Res).get('frame-ancestors')).toEqual(["'none'"]);
   });
 
@@ -161,12 +162,18 @@ describe('on https (PUBLIC_URL=https://…)', () => {
   });
   afterAll(() => t.close());
 
-  it('adds HSTS and upgrade-insecure-requests', async () => {
-    for (const url of ['/healthz', '/api/me', '/docs/']) {
-      const res = await t.app.inject({ method: 'GET', url });
-      expect(res.headers['strict-transport-security'], url).toBe('max-age=31536000');
-      expect(csp(res).has('upgrade-insecure-requests'), url).toBe(true);
-    }
+  it('adds HSTS everywhere, and upgrade-insecure-requests to the pages', async () => {
+    for (const url of ['/healthz', '/api/me', '/docs/'])
+      expect((await t.app.inject({ method: 'GET', url })).headers['strict-transport-security'], url).toBe(
+        'max-age=31536000',
+      );
+    expect(csp(await t.app.inject({ method: 'GET', url: '/docs/' })).has('upgrade-insecure-requests')).toBe(
+      true,
+    );
+    const page = await t.app.inject({ method: 'GET', url: '/invitations/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' });
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    expect(csp(page).has('upgrade-insecure-requests')).toBe(true);
+    expect(page.headers['referrer-policy']).toBe('no-referrer');
   });
 });
 

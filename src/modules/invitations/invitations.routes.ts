@@ -107,9 +107,9 @@ export const invitationLinkRoutes =
       },
       async (req) => invitations.preview(req.params.token),
     );
-    // The page's inline script and style run under the CSP through this response's nonces.
-    const page = { schema: { hide: true, params: TokenParams }, helmet: { enableCSPNonces: true } };
-    app.get('/invitations/:token', page, async (req, reply) => {
+    app.get('/invitations/:token', { schema: { hide: true, params: TokenParams } }, async (req, reply) => {
+      // The page's inline script and style run under its CSP through this response's nonces.
+      const nonce = reply.htmlPage();
       const invitation = await invitations.preview(req.params.token).catch((err: unknown) => {
         if (err instanceof AppError) return err;
         throw err;
@@ -118,8 +118,8 @@ export const invitationLinkRoutes =
       if (invitation instanceof AppError)
         return reply
           .status(invitation.status)
-          .send(acceptPage({ token: req.params.token, problem: invitation.message, nonce: reply.cspNonce }));
-      return reply.send(acceptPage({ token: req.params.token, invitation, nonce: reply.cspNonce }));
+          .send(acceptPage({ token: req.params.token, problem: invitation.message, nonce }));
+      return reply.send(acceptPage({ token: req.params.token, invitation, nonce }));
     });
     app.post(
       '/api/invitations/:token/accept',
