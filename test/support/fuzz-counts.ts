@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { DbHandle } from '../../src/db/client.js';
 
 /**
- * Counts every row inserted into or deleted from any table, with a trigger per table writing to
+ * Counts every row inserted into, updated in or deleted from any table, with a trigger per table writing to
  * a schema of its own (`fuzz`, outside `public`, so test/harness.ts's `tableCounts` does not see
  * it). Reading one sum after each request is cheap, so a write is pinned to the request that made
  * it; a rolled-back write leaves no count, as it leaves no row. Test databases only.
@@ -26,7 +26,7 @@ export async function writeCounter(db: DbHandle): Promise<{
   for (const { table_name } of rows) {
     const table = `"${table_name.replaceAll('"', '""')}"`;
     await sql
-      .raw(`create trigger fuzz_count_write after insert or delete on ${table}
+      .raw(`create trigger fuzz_count_write after insert or update or delete on ${table}
         for each row execute function fuzz.count_write()`)
       .execute(db.db);
   }
