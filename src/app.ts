@@ -15,6 +15,7 @@ import type { DbHandle } from './db/client.js';
 import type { Actor, RequestContext } from './lib/authz.js';
 import { createDrain, type Drain } from './lib/drain.js';
 import {
+  bearerToken,
   clientErrorHandler,
   installErrorHandling,
   installJsonParser,
@@ -158,7 +159,6 @@ export interface Services {
 export type App = FastifyInstance & { services: Services; metrics: Metrics; drain: Drain };
 
 const VERSION = '0.1.0';
-const BEARER = /^Bearer\s+(\S+)$/i;
 
 async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Services> {
   const db = deps.db.db;
@@ -490,14 +490,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     // (a prefix alone must not spend a real key's budget). The operator is not limited.
     // Synchronous unless there is a key to check: no promise per request for nothing.
     keyGenerator: (req) => {
-      const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
+      const token = bearerToken(req.headers);
       if (!token?.startsWith(KEY_PREFIX)) return `ip:${req.ip}`;
       return keyCheck(req, token).then(({ actor }) => (actor ? `key:${actor.id}` : `ip:${req.ip}`));
     },
     max: (_req, key) => (key.startsWith('key:') ? limits.perKey : limits.perIp),
     timeWindow: 60_000,
     allowList: async (req) => {
-      const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
+      const token = bearerToken(req.headers);
       return (
         token !== undefined &&
         !token.startsWith(KEY_PREFIX) &&
@@ -550,8 +550,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   /** The caller: the operator token, else a session (bearer token or cookie). */
   async function authenticate(headers: FastifyRequest['headers'], req?: FastifyRequest) {
-    const match = BEARER.exec(headers.authorization ?? '');
-    const token = match?.[1];
+    const token = bearerToken(headers);
     if (token?.startsWith('obo_')) return services.operator.authenticate(token);
     if (token?.startsWith(KEY_PREFIX))
       return req ? (await keyCheck(req, token)).actor : services.apiKeys.authenticate(token);
@@ -570,10 +569,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     // preParsing, not onRequest: the rate limiter's per-route onRequest hook must count a
     // request before authentication can refuse it, or token guessing would go unlimited.
     api.addHook('preParsing', async (req, reply, payload) => {
-      const match = BEARER.exec(req.headers.authorization ?? '');
+      const token = bearerToken(req.headers);
       const actor = await authenticate(req.headers, req);
       if (!actor) {
-        const token = match?.[1];
         const wait = token?.startsWith(KEY_PREFIX) ? (await keyCheck(req, token)).retryAfter : 0;
         if (wait) {
           reply.header('retry-after', String(wait));
@@ -588,7 +586,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
           reply,
           new AppError(
             'unauthenticated',
-            match ? 'The bearer token is not valid' : 'Send Authorization: Bearer <token>',
+            token ? 'The bearer token is not valid' : 'Send Authorization: Bearer <token>',
           ),
           req.id,
         );

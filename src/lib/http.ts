@@ -8,6 +8,12 @@ import { inputProblem, type JsonShape, shapeProblem } from './input.js';
 import { AppError, type FieldError, toProblem } from './problem.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
+
+/** The token of an `Authorization: Bearer <token>` header, or undefined. */
+export function bearerToken(headers: { authorization?: string | undefined }): string | undefined {
+  return BEARER.exec(headers.authorization ?? '')?.[1];
+}
+const BEARER = /^Bearer\s+(\S+)$/i;
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** A client's own X-Request-Id is kept when it is sane, so its logs and ours line up. */

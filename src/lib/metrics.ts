@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
 import type { DbHandle } from '../db/client.js';
-import { sendProblem } from './http.js';
+import { bearerToken, sendProblem } from './http.js';
 import { AppError } from './problem.js';
 
 /** What the ledger offers for metrics (its service exposes both). */
@@ -195,7 +195,6 @@ function createRequestHistogram() {
   return { observe, metric: metric as unknown as Metric };
 }
 
-const BEARER = /^Bearer\s+(\S+)$/i;
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
 /**
@@ -218,7 +217,7 @@ export function metricsRoute(
         },
       },
       async (req: FastifyRequest, reply: FastifyReply) => {
-        const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
+        const token = bearerToken(req.headers);
         const allowed =
           token !== undefined &&
           ((expected !== undefined && timingSafeEqual(sha256(token), expected)) ||
