@@ -6,10 +6,10 @@
 import { connect } from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LedgerOp } from '../../src/modules/ledger/ledger.book.js';
-import { CREDITS, SYSTEM } from '../../src/modules/ledger/ledger.core.js';
 import { buildApp } from '../../src/app.js';
 import type { DbHandle } from '../../src/db/client.js';
+import type { LedgerOp } from '../../src/modules/ledger/ledger.book.js';
+import { CREDITS, SYSTEM } from '../../src/modules/ledger/ledger.core.js';
 import { ADMIN_TOKEN, createTestApp, createTestDb, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;

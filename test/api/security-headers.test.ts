@@ -170,7 +170,10 @@ describe('on https (PUBLIC_URL=https://…)', () => {
     expect(csp(await t.app.inject({ method: 'GET', url: '/docs/' })).has('upgrade-insecure-requests')).toBe(
       true,
     );
-    const page = await t.app.inject({ method: 'GET', url: '/invitations/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' });
+    const page = await t.app.inject({
+      method: 'GET',
+      url: '/invitations/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+    });
     expect(page.headers['content-type']).toMatch(/^text\/html/);
     expect(csp(page).has('upgrade-insecure-requests')).toBe(true);
     expect(page.headers['referrer-policy']).toBe('no-referrer');
