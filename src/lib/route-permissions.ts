@@ -99,7 +99,11 @@ export const ROUTE_PERMISSIONS: Record<string, RouteRequirement> = {
   'GET /api/organizations/:id/sub-organizations/usage': ['sub_organizations:read'],
   'GET /api/organizations/:id/sub-organizations/:subId/billing': ['sub_organizations:read'],
   'PUT /api/organizations/:id/sub-organizations/:subId/spending-limit': ['sub_organizations:manage'],
-  'POST /api/organizations/:id/sub-organizations/:subId/detach': ['sub_organizations:manage'],
+  // Detaching hands an organization and its balance out of the tree: the parent's owners only.
+  'POST /api/organizations/:id/sub-organizations/:subId/detach': [
+    'sub_organizations:manage',
+    'members:manage_owners',
+  ],
   'POST /api/organizations/:id/sub-organizations/:subId/join-as': ['sub_organizations:manage'],
   'DELETE /api/me/join-as': 'authenticated',
 

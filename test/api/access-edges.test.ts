@@ -1,13 +1,17 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import { type KyselyPlugin, PostgresQueryCompiler } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
 import { ROLE_PERMISSIONS, ROLES } from '../../src/lib/authz.js';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { ADMIN_TOKEN, createTestDb, type TestContext, tableCounts } from '../harness.js';
 
 /**
  * The edges of access (issue 12): who may be added without an invitation, who may resend or
  * revoke an owner's invitation, what an agent's own key may read, who creates organizations,
- * that nobody is left without an organization, members' status, and what detaching does to people.
+ * that nobody is left without an organization, members' status, what detaching does to people
+ * and who may detach, and what the database is asked (the same work whether an account exists).
  */
 let t: TestContext;
 const run = randomBytes(3).toString('hex');
@@ -94,8 +98,63 @@ async function personalOf(user: User): Promise<string> {
   return me.organizations[0].id;
 }
 
+/**
+ * The SQL a request sent with `statementsOf` runs, in order. Only its own: the request enters its
+ * recording when it arrives, and the recording follows its async context, so background work
+ * (workers, ledger lanes) is not in it.
+ */
+const recording = new AsyncLocalStorage<string[]>();
+const recordings = new Map<string, string[]>();
+const compiler = new PostgresQueryCompiler();
+const recorder: KyselyPlugin = {
+  transformQuery(args) {
+    recording.getStore()?.push(compiler.compileQuery(args.node, args.queryId).sql);
+    return args.node;
+  },
+  transformResult: async (args) => args.result,
+};
+
+async function statementsOf(send: (headers: Record<string, string>) => Promise<LightMyRequestResponse>) {
+  const id = randomBytes(6).toString('hex');
+  const sqls: string[] = [];
+  recordings.set(id, sqls);
+  try {
+    return { res: await send({ 'x-test-recording': id }), sqls };
+  } finally {
+    recordings.delete(id);
+  }
+}
+
+/** createTestApp's app, on a database handle whose queries can be recorded. */
+async function recordingApp(): Promise<TestContext> {
+  const handle = await createTestDb();
+  const db = { ...handle, db: handle.db.withPlugin(recorder) };
+  const app = await buildApp({
+    db,
+    adminToken: ADMIN_TOKEN,
+    rateLimit: { perIp: 1e6, perKey: 1e6 },
+    instrument: (a) =>
+      a.addHook('onRequest', (req, _reply, done) => {
+        const sqls = recordings.get(String(req.headers['x-test-recording']));
+        if (sqls) recording.enterWith(sqls);
+        done();
+      }),
+  });
+  await app.ready();
+  return {
+    app,
+    db,
+    call: (opts) =>
+      app.inject({ ...opts, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...opts.headers } }),
+    close: async () => {
+      await app.close();
+      await handle.close();
+    },
+  };
+}
+
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await recordingApp();
 });
 afterAll(async () => {
   await t.close();
@@ -160,6 +219,35 @@ describe('adding a member directly', () => {
     for (const a of answers) expect(a).toEqual(answers[0]);
     // The operator adds anyone.
     await addMember(top, stranger, 'agent');
+  });
+
+  it('does the same work for an account that exists and one that does not', async () => {
+    // Response time must not tell them apart either: the database is asked the same statements.
+    const stranger = await signUp('timed-stranger');
+    const url = `/api/organizations/${top}/members`;
+    const attempt = (payload: Record<string, string>) =>
+      statementsOf((headers) =>
+        as(owner.token, { method: 'POST', url, headers, payload: { ...payload, role: 'agent' } }),
+      );
+    await attempt({ email: `warm.${run}@edges.test` });
+    const pairs: Array<[Record<string, string>, Record<string, string>]> = [
+      [{ email: stranger.email }, { email: `ghost.${run}@edges.test` }],
+      [{ user_id: stranger.id }, { user_id: 'usr_00000000000000000000000000' }],
+      // By id or by email, one statement of one shape.
+      [{ email: stranger.email }, { user_id: stranger.id }],
+    ];
+    for (const [existing, unknown] of pairs) {
+      const a = await attempt(existing);
+      const b = await attempt(unknown);
+      expectProblem(a.res, 403, 'invitation_required');
+      expectProblem(b.res, 403, 'invitation_required');
+      expect(a.sqls.length).toBeGreaterThan(0);
+      expect(b.sqls).toEqual(a.sqls);
+      // The refusal's last question is the one that answers "exists" and "shares the tree" at once.
+      expect(a.sqls.at(-1)).toMatch(
+        /from "members" as "m" inner join "users" as "u" .* "m"\."organization_id" in/,
+      );
+    }
   });
 
   it('refuses a sibling sub-organization’s member the actor cannot see', async () => {
@@ -239,6 +327,99 @@ describe('owner invitations', () => {
       204,
     );
     expect((await as(admin.token, { method: 'DELETE', url: `${url}/${devInvite.id}` })).statusCode).toBe(204);
+  });
+});
+
+describe('invitations ask each thing once', () => {
+  async function invite(org: string, email: string): Promise<{ id: string; token: string }> {
+    const created = await ok(
+      op({
+        method: 'POST',
+        url: `/api/organizations/${org}/invitations`,
+        payload: { email, role: 'developer' },
+      }),
+      201,
+    );
+    const mail = (
+      (await ok(op({ method: 'GET', url: '/api/dev/mailbox?limit=100' }))).data as Array<{
+        to: string;
+        text: string;
+      }>
+    ).find((m) => m.to === email);
+    const token = /\/invitations\/([A-Za-z0-9_-]+)/.exec(mail?.text ?? '')?.[1];
+    expect(token, mail?.text).toBeTruthy();
+    return { id: created.id, token: token as string };
+  }
+
+  it('verifies the address of an account made through the link once, in the sign-up', async () => {
+    const org = await topOrg(undefined, 'growth');
+    const email = `linked.${run}@edges.test`;
+    const { token } = await invite(org, email);
+    const { res, sqls } = await statementsOf((headers) =>
+      t.app.inject({
+        method: 'POST',
+        url: `/api/invitations/${token}/accept`,
+        headers,
+        payload: { name: 'Linked', password: 'edges-password-1' },
+      }),
+    );
+    expect(res.statusCode, res.body).toBe(200);
+    expect(sqls.filter((q) => /^update "users" set .*"email_verified"/.test(q))).toHaveLength(1);
+    const user = await t.db.db
+      .selectFrom('users')
+      .select('email_verified')
+      .where('email', '=', email)
+      .executeTakeFirstOrThrow();
+    expect(user.email_verified).toBe(true);
+  });
+
+  it('reads a resent or revoked invitation once, under its lock', async () => {
+    const org = await topOrg(undefined, 'growth');
+    const { id } = await invite(org, `twice.${run}@edges.test`);
+    const url = `/api/organizations/${org}/invitations/${id}`;
+    expect((await op({ method: 'DELETE', url })).statusCode).toBe(204);
+    const reads = (sqls: string[]) => sqls.filter((q) => /^select .* from "invitations"/.test(q));
+    const writes = (sqls: string[]) => sqls.filter((q) => /^update "invitations"/.test(q));
+    await writesNothing(async () => {
+      const resent = await statementsOf((headers) => op({ method: 'POST', url: `${url}/resend`, headers }));
+      expectProblem(resent.res, 410, 'invitation_gone');
+      expect(resent.res.json().detail).toContain('revoked');
+      expect(reads(resent.sqls)).toHaveLength(1);
+      expect(writes(resent.sqls)).toHaveLength(0);
+      // Revoking again changes nothing and says so as before (204).
+      const revoked = await statementsOf((headers) => op({ method: 'DELETE', url, headers }));
+      expect(revoked.res.statusCode, revoked.res.body).toBe(204);
+      expect(reads(revoked.sqls)).toHaveLength(1);
+      expect(writes(revoked.sqls)).toHaveLength(0);
+      expectProblem(
+        await op({ method: 'POST', url: `/api/organizations/${org}/invitations/inv_nope/resend` }),
+        404,
+        'not_found',
+      );
+      expectProblem(
+        await op({ method: 'DELETE', url: `/api/organizations/${org}/invitations/inv_nope` }),
+        404,
+        'not_found',
+      );
+    });
+    // A pending one is still resent and revoked, each read once too.
+    const pending = await invite(org, `once.${run}@edges.test`);
+    const pendingUrl = `/api/organizations/${org}/invitations/${pending.id}`;
+    const resent = await statementsOf((headers) =>
+      op({ method: 'POST', url: `${pendingUrl}/resend`, headers }),
+    );
+    expect(resent.res.statusCode, resent.res.body).toBe(200);
+    expect(resent.res.json()).toMatchObject({ status: 'pending', sent_count: 2 });
+    expect(reads(resent.sqls)).toHaveLength(1);
+    const revoked = await statementsOf((headers) => op({ method: 'DELETE', url: pendingUrl, headers }));
+    expect(revoked.res.statusCode).toBe(204);
+    expect(reads(revoked.sqls)).toHaveLength(1);
+    const listed = (await ok(op({ method: 'GET', url: `/api/organizations/${org}/invitations` })))
+      .data as Array<{
+      id: string;
+      status: string;
+    }>;
+    expect(listed.find((i) => i.id === pending.id)?.status).toBe('revoked');
   });
 });
 
@@ -452,30 +633,30 @@ describe('detaching and people', () => {
     const child = await subOf(top, owner);
     await addMember(child, developer, 'developer');
     await writesNothing(async () => {
-      const res = await detach(admin, child);
+      const res = await detach(owner, child);
       expectProblem(res, 409, 'last_owner');
       expect(res.json().user_ids).toEqual([owner.id]);
       // Only the parent side's members of it can be kept.
       expectProblem(
-        await detach(admin, child, { keep_members: [developer.id] }),
+        await detach(owner, child, { keep_members: [developer.id] }),
         400,
         'validation_failed',
         'keep_members',
       );
       expectProblem(
-        await detach(admin, child, { keep_members: ['usr_nobody'] }),
+        await detach(owner, child, { keep_members: ['usr_nobody'] }),
         400,
         'validation_failed',
         'keep_members',
       );
       expectProblem(
-        await detach(admin, child, { keep_members: 'everyone' }),
+        await detach(owner, child, { keep_members: 'everyone' }),
         400,
         'validation_failed',
         'keep_members',
       );
     });
-    await ok(detach(admin, child, { keep_members: [owner.id] }));
+    await ok(detach(owner, child, { keep_members: [owner.id] }));
     expect(await membersOf(child)).toEqual({ [owner.id]: 'owner', [developer.id]: 'developer' });
     // Kept as a member: the owner reaches it as its owner, the parent's admin no more.
     expect(
@@ -486,5 +667,75 @@ describe('detaching and people', () => {
       404,
       'not_found',
     );
+  });
+});
+
+describe('who detaches', () => {
+  let owner: User;
+  let admin: User;
+  let top: string;
+
+  beforeAll(async () => {
+    [owner, admin] = [await signUp('w-owner'), await signUp('w-admin')];
+    top = await topOrg(owner);
+    await addMember(top, admin, 'admin');
+  });
+
+  const detachUrl = (child: string) => `/api/organizations/${top}/sub-organizations/${child}/detach`;
+  const balanceOf = async (org: string) =>
+    (await ok(op({ method: 'GET', url: `/api/organizations/${org}/balance` }))).available as string;
+
+  it('refuses an admin walking away with the parent’s credits in an organization of their own (403)', async () => {
+    await ok(
+      op({ method: 'POST', url: `/api/organizations/${top}/credits/add`, payload: { amount: '100' } }),
+      201,
+    );
+    // (a) The admin creates a sub-organization, which makes them its owner; (b) moves all the
+    // parent's credits into it, within the tree (allowed); (c) may not take it out of the tree.
+    const mine = await subOf(top, admin);
+    expect((await membersOf(mine))[admin.id]).toBe('owner');
+    await ok(
+      as(admin.token, {
+        method: 'POST',
+        url: `/api/organizations/${top}/credits/transfer`,
+        payload: { to_organization_id: mine, amount: '100' },
+      }),
+      201,
+    );
+    await writesNothing(async () => {
+      for (const payload of [{ keep_members: [admin.id] }, { keep_members: [admin.id], plan: 'free' }, {}])
+        expectProblem(
+          await as(admin.token, { method: 'POST', url: detachUrl(mine), payload }),
+          403,
+          'forbidden',
+        );
+    });
+    // Still below the parent, under its oversight, with the credits.
+    expect((await ok(op({ method: 'GET', url: `/api/organizations/${mine}` }))).parent_id).toBe(top);
+    expect(await balanceOf(mine)).toBe('100');
+    expect((await ok(as(owner.token, { method: 'GET', url: `/api/organizations/${mine}` }))).parent_id).toBe(
+      top,
+    );
+    // Handing it out of the tree, admin and balance with it, is the parent's owner's decision.
+    const detached = await ok(
+      as(owner.token, { method: 'POST', url: detachUrl(mine), payload: { keep_members: [admin.id] } }),
+    );
+    expect(detached).toMatchObject({ id: mine, parent_id: null });
+    expect(await membersOf(mine)).toEqual({ [admin.id]: 'owner' });
+    expect(await balanceOf(mine)).toBe('100');
+  });
+
+  it('refuses an admin whatever the balance and whoever is kept; the operator detaches', async () => {
+    // Made by the operator (no owner), empty, the admin no member of it: still the owners' call.
+    const child = await subOf(top);
+    expect(await balanceOf(child)).toBe('0');
+    await writesNothing(async () =>
+      expectProblem(
+        await as(admin.token, { method: 'POST', url: detachUrl(child), payload: {} }),
+        403,
+        'forbidden',
+      ),
+    );
+    expect((await ok(op({ method: 'POST', url: detachUrl(child), payload: {} }))).parent_id).toBeNull();
   });
 });

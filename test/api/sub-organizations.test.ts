@@ -1192,9 +1192,18 @@ describe('creating a sub-organization', () => {
     expect(grantedFeatures.before).toBeNull();
     expect([...grantedFeatures.after].sort()).toEqual([...ALL_FEATURES].sort());
     // Detaching takes the parent side's people out of it: here the creator, its only owner, so it
-    // is refused unless they are kept.
+    // is refused unless they are kept. And it is the parent's owners' to do, not its admins'.
     await writesNothing(async () => {
-      const refused = await as(admin, {
+      expectProblem(
+        await as(admin, {
+          method: 'POST',
+          url: `${subsUrl(top.id)}/${child.id}/detach`,
+          payload: { keep_members: [owner.id] },
+        }),
+        403,
+        'forbidden',
+      );
+      const refused = await as(owner, {
         method: 'POST',
         url: `${subsUrl(top.id)}/${child.id}/detach`,
         payload: {},
@@ -1202,7 +1211,7 @@ describe('creating a sub-organization', () => {
       expectProblem(refused, 409, 'last_owner');
       expect(refused.json().user_ids).toEqual([owner.id]);
     });
-    const detached = await as(admin, {
+    const detached = await as(owner, {
       method: 'POST',
       url: `${subsUrl(top.id)}/${child.id}/detach`,
       payload: { keep_members: [owner.id] },

@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
 import { type Static, Type } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, type RequestContext, type Role } from '../../lib/authz.js';
@@ -14,6 +13,7 @@ import { RoleSchema } from '../members/members.schema.js';
 import type { MembersService } from '../members/members.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { invitationEmail } from './invitation-email.js';
+import * as repo from './invitations.repo.js';
 
 export const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
 
@@ -64,17 +64,7 @@ export const InvitationPreviewResponse = Type.Object({
   expires_at: Type.String({ format: 'date-time' }),
 });
 
-type Row = {
-  organization_id: string;
-  id: string;
-  email: string;
-  role: string;
-  status: string;
-  expires_at: Date;
-  sent_count: number;
-  last_sent_at: Date | null;
-  created_at: Date;
-};
+type Row = repo.InvitationRow;
 
 function statusOf(r: Row, now = new Date()): Static<typeof InvitationResponse>['status'] {
   if (r.status === 'pending' && r.expires_at <= now) return 'expired';
@@ -136,13 +126,13 @@ export function createInvitationsService(deps: {
 
   async function inviterName(ctx: RequestContext): Promise<string | null> {
     if (ctx.actor.type !== 'user') return null;
-    const u = await db.selectFrom('users').select('name').where('id', '=', ctx.actor.id).executeTakeFirst();
-    return u?.name ?? null;
+    return (await repo.findUser(db, ctx.actor.id))?.name ?? null;
   }
 
   /**
    * An owner-role invitation makes an owner, which takes `members:manage_owners`: so does
    * sending it again or revoking it, not just creating it. 404 when there is no such invitation.
+   * Returns its role and status, its row locked until the transaction ends.
    */
   async function authorizeExisting(
     ctx: RequestContext,
@@ -150,13 +140,7 @@ export function createInvitationsService(deps: {
     organizationId: string,
     invitationId: string,
   ) {
-    const row = await tx
-      .selectFrom('invitations')
-      .select(['role', 'status'])
-      .where('organization_id', '=', organizationId)
-      .where('id', '=', invitationId)
-      .forUpdate()
-      .executeTakeFirst();
+    const row = await repo.findInvitationForUpdate(tx, organizationId, invitationId);
     if (!row) throw new AppError('not_found', 'No such invitation');
     if (row.role === 'owner') authorize(ctx, ['invitations:manage', 'members:manage_owners'], organizationId);
     return row;
@@ -164,11 +148,7 @@ export function createInvitationsService(deps: {
 
   /** The pending, unexpired invitation behind a token, or 410. */
   async function usable(token: string) {
-    const row = await db
-      .selectFrom('invitations')
-      .selectAll()
-      .where('token_hash', '=', hash(token))
-      .executeTakeFirst();
+    const row = await repo.findInvitationByTokenHash(db, hash(token));
     if (!row) throw new AppError('not_found', 'No such invitation');
     if (statusOf(row) !== 'pending')
       throw new AppError('invitation_gone', `The invitation is ${statusOf(row)}`);
@@ -177,23 +157,12 @@ export function createInvitationsService(deps: {
 
   return {
     async exportSection(ex: Executor, organizationId: string) {
-      const rows = await ex
-        .selectFrom('invitations')
-        .selectAll()
-        .where('organization_id', '=', organizationId)
-        .orderBy('id')
-        .execute();
-      return { invitations: rows.map(view) };
+      return { invitations: (await repo.findInvitationsOf(ex, organizationId)).map(view) };
     },
 
     /** An organization's pending invitations die with it. */
     async onOrganizationDeleted(tx: Tx, organizationId: string) {
-      await tx
-        .updateTable('invitations')
-        .set({ status: 'revoked', updated_at: new Date() })
-        .where('organization_id', '=', organizationId)
-        .where('status', '=', 'pending')
-        .execute();
+      await repo.updatePendingRevoked(tx, organizationId);
     },
 
     async create(ctx: RequestContext, idOrSlug: string, body: Static<typeof CreateInvitationBody>) {
@@ -204,14 +173,8 @@ export function createInvitationsService(deps: {
         org.id,
       );
       const email = body.email.toLowerCase();
-      const existing = await db
-        .selectFrom('members as m')
-        .innerJoin('users as u', 'u.id', 'm.user_id')
-        .select('u.id')
-        .where('m.organization_id', '=', org.id)
-        .where('u.email', '=', email)
-        .executeTakeFirst();
-      if (existing) throw new AppError('already_member', `${email} is already a member`);
+      if (await repo.findMemberByEmail(db, org.id, email))
+        throw new AppError('already_member', `${email} is already a member`);
       const token = newToken();
       const inviter = await inviterName(ctx);
       // The mail goes out inside the transaction: if it cannot be sent, no invitation exists
@@ -219,32 +182,16 @@ export function createInvitationsService(deps: {
       const row = await db.transaction().execute(async (tx) => {
         await deps.members.checkCapacity(tx, org.id);
         // An expired pending invitation no longer blocks a new one.
-        await tx
-          .updateTable('invitations')
-          .set({ status: 'revoked', updated_at: new Date() })
-          .where('organization_id', '=', org.id)
-          .where('email', '=', email)
-          .where('status', '=', 'pending')
-          .where('expires_at', '<=', new Date())
-          .execute();
-        const inserted = await tx
-          .insertInto('invitations')
-          .values({
-            organization_id: org.id,
-            id: newId('inv'),
-            email,
-            role: body.role,
-            token_hash: hash(token),
-            invited_by: ctx.actor.id,
-            expires_at: new Date(Date.now() + INVITATION_TTL_MS),
-            sent_count: 1,
-            last_sent_at: new Date(),
-          })
-          .onConflict((oc) =>
-            oc.expression(sql`organization_id, lower(email)`).where('status', '=', 'pending').doNothing(),
-          )
-          .returningAll()
-          .executeTakeFirst();
+        await repo.updatePendingRevoked(tx, org.id, { expiredFor: email });
+        const inserted = await repo.insertInvitation(tx, {
+          organization_id: org.id,
+          id: newId('inv'),
+          email,
+          role: body.role,
+          token_hash: hash(token),
+          invited_by: ctx.actor.id,
+          expires_at: new Date(Date.now() + INVITATION_TTL_MS),
+        });
         if (!inserted)
           throw new AppError(
             'invitation_pending',
@@ -271,13 +218,10 @@ export function createInvitationsService(deps: {
       const org = await organizations.load(db, idOrSlug);
       authorize(ctx, ['invitations:manage'], org.id);
       const limit = query.limit ?? DEFAULT_LIMIT;
-      let q = db.selectFrom('invitations').selectAll().where('organization_id', '=', org.id);
-      const before = decodeCursor(query.cursor);
-      if (before) q = q.where('id', '<', before);
-      const rows = await q
-        .orderBy('id', 'desc')
-        .limit(limit + 1)
-        .execute();
+      const rows = await repo.findInvitationsPage(db, org.id, {
+        beforeId: decodeCursor(query.cursor),
+        limit: limit + 1,
+      });
       return toPage(rows, limit, (r) => r.id, view);
     },
 
@@ -288,31 +232,14 @@ export function createInvitationsService(deps: {
       const token = newToken();
       const inviter = await inviterName(ctx);
       const row = await db.transaction().execute(async (tx) => {
-        await authorizeExisting(ctx, tx, org.id, invitationId);
-        const updated = await tx
-          .updateTable('invitations')
-          .set((eb) => ({
-            token_hash: hash(token),
-            expires_at: new Date(Date.now() + INVITATION_TTL_MS),
-            sent_count: eb('sent_count', '+', 1),
-            last_sent_at: new Date(),
-            updated_at: new Date(),
-          }))
-          .where('organization_id', '=', org.id)
-          .where('id', '=', invitationId)
-          .where('status', '=', 'pending')
-          .returningAll()
-          .executeTakeFirst();
-        if (!updated) {
-          const exists = await tx
-            .selectFrom('invitations')
-            .select('status')
-            .where('organization_id', '=', org.id)
-            .where('id', '=', invitationId)
-            .executeTakeFirst();
-          if (!exists) throw new AppError('not_found', 'No such invitation');
-          throw new AppError('invitation_gone', `The invitation is ${exists.status}`);
-        }
+        // Locked: it stays as read until the update below.
+        const existing = await authorizeExisting(ctx, tx, org.id, invitationId);
+        if (existing.status !== 'pending')
+          throw new AppError('invitation_gone', `The invitation is ${existing.status}`);
+        const updated = (await repo.updateInvitationResent(tx, org.id, invitationId, {
+          token_hash: hash(token),
+          expires_at: new Date(Date.now() + INVITATION_TTL_MS),
+        })) as Row;
         await send(tx, org, updated.email, updated.role, token, inviter);
         return updated;
       });
@@ -323,25 +250,11 @@ export function createInvitationsService(deps: {
       const org = await organizations.load(db, idOrSlug);
       authorize(ctx, ['invitations:manage'], org.id);
       await db.transaction().execute(async (tx) => {
-        await authorizeExisting(ctx, tx, org.id, invitationId);
-        const row = await tx
-          .updateTable('invitations')
-          .set({ status: 'revoked', updated_at: new Date() })
-          .where('organization_id', '=', org.id)
-          .where('id', '=', invitationId)
-          .where('status', '=', 'pending')
-          .returning('id')
-          .executeTakeFirst();
-        if (!row) {
-          const exists = await tx
-            .selectFrom('invitations')
-            .select('id')
-            .where('organization_id', '=', org.id)
-            .where('id', '=', invitationId)
-            .executeTakeFirst();
-          if (!exists) throw new AppError('not_found', 'No such invitation');
-          return;
-        }
+        // Locked: it stays as read until the update below. Revoking what is no longer pending
+        // changes nothing.
+        const existing = await authorizeExisting(ctx, tx, org.id, invitationId);
+        if (existing.status !== 'pending') return;
+        await repo.updateInvitationRevoked(tx, org.id, invitationId);
         await audit.record(tx, ctx, {
           organizationId: org.id,
           action: 'invitation.revoked',
@@ -379,11 +292,8 @@ export function createInvitationsService(deps: {
       if (ctx) {
         if (ctx.actor.type !== 'user')
           throw new AppError('forbidden', 'Invitations are accepted by people, not keys');
-        const me = await db
-          .selectFrom('users')
-          .select(['id', 'email'])
-          .where('id', '=', ctx.actor.id)
-          .executeTakeFirstOrThrow();
+        const me = await repo.findUser(db, ctx.actor.id);
+        if (!me) throw new AppError('unauthenticated', 'The account is gone');
         if (me.email.toLowerCase() !== row.email)
           throw new AppError('email_mismatch', `This invitation is for ${row.email}`);
         userId = me.id;
@@ -398,24 +308,16 @@ export function createInvitationsService(deps: {
         });
         userId = created.userId;
         sessionId = created.sessionId;
+        // auth.signUp marks the address verified: the invitation mail reached it.
         sessionHeaders = created.headers;
-        // They received the mail, so the address is theirs.
-        await db.updateTable('users').set({ email_verified: true }).where('id', '=', userId).execute();
       }
       const joinCtx: RequestContext = ctx ?? {
         actor: { type: 'user', id: userId, sessionId, roles: new Map() },
         requestId: 'invitation',
       };
       await db.transaction().execute(async (tx) => {
-        const claimed = await tx
-          .updateTable('invitations')
-          .set({ status: 'accepted', accepted_by: userId, updated_at: new Date() })
-          .where('organization_id', '=', row.organization_id)
-          .where('id', '=', row.id)
-          .where('status', '=', 'pending')
-          .returning('id')
-          .executeTakeFirst();
-        if (!claimed) throw new AppError('invitation_gone', 'The invitation was used or revoked meanwhile');
+        if (!(await repo.updateInvitationAccepted(tx, row.organization_id, row.id, userId)))
+          throw new AppError('invitation_gone', 'The invitation was used or revoked meanwhile');
         await deps.members
           .addExisting(tx, joinCtx, row.organization_id, userId, row.role as Role)
           .catch((err: unknown) => {

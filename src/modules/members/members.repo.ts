@@ -123,20 +123,25 @@ export async function findUserById(db: Executor, id: string) {
   return db.selectFrom('users').select(['id', 'name', 'email']).where('id', '=', id).executeTakeFirst();
 }
 
-/** Which of `organizationIds` the user is a member of. */
-export async function findMembershipsAmong(
+/**
+ * The memberships among `organizationIds` of the account with this id or email (one of them
+ * given), in one statement of the same shape either way ('' matches no account): it says whether
+ * such an account exists only through whether it shares one of these organizations.
+ */
+export async function findAccountMembershipsAmong(
   db: Executor,
-  userId: string,
+  who: { userId?: string | undefined; email?: string | undefined },
   organizationIds: string[],
-): Promise<string[]> {
-  if (organizationIds.length === 0) return [];
-  const rows = await db
-    .selectFrom('members')
-    .select('organization_id')
-    .where('user_id', '=', userId)
-    .where('organization_id', 'in', organizationIds)
+): Promise<Array<{ user_id: string; organization_id: string }>> {
+  return db
+    .selectFrom('members as m')
+    .innerJoin('users as u', 'u.id', 'm.user_id')
+    .select(['m.user_id', 'm.organization_id'])
+    .where((eb) =>
+      eb.or([eb('u.id', '=', who.userId ?? ''), eb('u.email', '=', who.email?.toLowerCase() ?? '')]),
+    )
+    .where('m.organization_id', 'in', organizationIds)
     .execute();
-  return rows.map((r) => r.organization_id);
 }
 
 /**

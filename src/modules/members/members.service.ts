@@ -81,17 +81,29 @@ export function createMembersService(deps: {
   }
 
   /**
-   * Whether `userId` may be added to `organizationId` without an invitation: the operator may add
-   * anyone; anyone else only a member of another organization of the same tree (its top-level
-   * organization and everything below it) whose members the actor can already read there. So a
-   * direct add never reaches a stranger, and never tells whether an account exists.
+   * The account (by id or email) that may be added to `organizationId` without an invitation, or
+   * undefined: the operator may add anyone; anyone else only a member of an organization of the
+   * same tree (its top-level organization and everything below it) whose members the actor can
+   * already read there. So a direct add never reaches a stranger. Nor does it tell whether an
+   * account exists, not even by its timing: the tree is resolved first whoever is asked for, and
+   * one query answers both "is there such an account" and "does it share the tree".
    */
-  async function addableDirectly(tx: Tx, ctx: RequestContext, organizationId: string, userId: string) {
-    if (ctx.actor.type === 'operator') return true;
+  async function addableDirectly(
+    tx: Tx,
+    ctx: RequestContext,
+    organizationId: string,
+    who: { userId?: string | undefined; email?: string | undefined },
+  ): Promise<string | undefined> {
+    if (ctx.actor.type === 'operator') {
+      const user = who.userId
+        ? await repo.findUserById(tx, who.userId)
+        : await repo.findUserByEmail(tx, who.email as string);
+      return user?.id;
+    }
     const root = await organizations.rootOf(tx, organizationId);
     const tree = [root, ...(await organizations.descendantsOf(tx, [root])).map((n) => n.id)];
-    const shared = await repo.findMembershipsAmong(tx, userId, tree);
-    return shared.some((id) => can(ctx.actor, ['members:read'], id));
+    const shared = await repo.findAccountMembershipsAmong(tx, who, tree);
+    return shared.find((m) => can(ctx.actor, ['members:read'], m.organization_id))?.user_id;
   }
 
   /** Refuses (409 last_organization) when one of `userIds` belongs to no organization but this one. */
@@ -228,11 +240,10 @@ export function createMembersService(deps: {
           body.role === 'owner' ? ['members:manage', 'members:manage_owners'] : ['members:manage'],
           org.id,
         );
-        const user = body.user_id
-          ? await repo.findUserById(tx, body.user_id)
-          : await repo.findUserByEmail(tx, body.email as string);
-        // The same answer whether the account exists or not: nobody learns who has one.
-        if (!user || !(await addableDirectly(tx, ctx, org.id, user.id)))
+        const userId = await addableDirectly(tx, ctx, org.id, { userId: body.user_id, email: body.email });
+        // The same answer, after the same work, whether the account exists or not: nobody learns
+        // who has one.
+        if (!userId)
           throw new AppError(
             'invitation_required',
             'Only a member of another organization of this tree can be added directly; send an invitation (POST /api/organizations/{id}/invitations)',
@@ -245,8 +256,8 @@ export function createMembersService(deps: {
               ],
             },
           );
-        await this.addExisting(tx, ctx, org.id, user.id, body.role);
-        return view((await repo.findMember(tx, org.id, user.id)) as repo.MemberRow);
+        await this.addExisting(tx, ctx, org.id, userId, body.role);
+        return view((await repo.findMember(tx, org.id, userId)) as repo.MemberRow);
       });
     },
 

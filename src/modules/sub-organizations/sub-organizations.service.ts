@@ -52,15 +52,15 @@ export function createSubOrganizationsService(deps: {
 }) {
   const { db, audit, organizations, members, ledger, plans, features, me } = deps;
 
-  /** The parent (checked for `permission`) and one organization below it; 404 if it is not below. */
+  /** The parent (checked for all of `permissions`) and one organization below it; 404 if not below. */
   async function loadPair(
     ctx: RequestContext,
     parentIdOrSlug: string,
     subIdOrSlug: string,
-    permission: Permission,
+    permissions: Permission[],
   ) {
     const parent = await organizations.load(db, parentIdOrSlug);
-    authorize(ctx, [permission], parent.id);
+    authorize(ctx, permissions, parent.id);
     const sub = await organizations.load(db, subIdOrSlug).catch(() => undefined);
     const chain = sub ? await organizations.ancestryOf(db, sub.id) : [];
     if (!sub || !chain.slice(1).some((n) => n.id === parent.id))
@@ -74,7 +74,7 @@ export function createSubOrganizationsService(deps: {
     parentIdOrSlug: string,
     subIdOrSlug: string,
   ): Promise<Static<typeof SubOrganizationBillingResponse>> {
-    const { sub } = await loadPair(ctx, parentIdOrSlug, subIdOrSlug, 'sub_organizations:read');
+    const { sub } = await loadPair(ctx, parentIdOrSlug, subIdOrSlug, ['sub_organizations:read']);
     const [subscription, balance, history] = await Promise.all([
       plans.viewOf(db, sub.id),
       ledger.balanceOf(sub),
@@ -281,7 +281,7 @@ export function createSubOrganizationsService(deps: {
       subIdOrSlug: string,
       limit: string | number | null,
     ) {
-      const { sub } = await loadPair(ctx, parentIdOrSlug, subIdOrSlug, 'sub_organizations:manage');
+      const { sub } = await loadPair(ctx, parentIdOrSlug, subIdOrSlug, ['sub_organizations:manage']);
       await ledger.updateSettings(ctx, sub.id, { monthly_spending_limit: limit });
       return billing(ctx, parentIdOrSlug, sub.id);
     },
@@ -307,6 +307,11 @@ export function createSubOrganizationsService(deps: {
      * granted features (its plan decides them), its own plan (free unless given), and none of the
      * parent side's owners and admins among its members (the creator was made its owner), unless
      * kept. Its own members, data and balance stay. It always keeps an owner (409 last_owner).
+     *
+     * Only the parent's owners (`members:manage_owners` there) or the operator detach: it hands an
+     * organization and its balance out of the tree, so an admin could otherwise fund a
+     * sub-organization they created (and own) with the parent's credits, detach it keeping
+     * themselves, and walk away with both.
      */
     async detach(
       ctx: RequestContext,
@@ -315,12 +320,10 @@ export function createSubOrganizationsService(deps: {
       body: { plan?: string | undefined; keep_members?: string[] | undefined },
     ) {
       const { plan } = body;
-      const { parent, sub, direct } = await loadPair(
-        ctx,
-        parentIdOrSlug,
-        subIdOrSlug,
+      const { parent, sub, direct } = await loadPair(ctx, parentIdOrSlug, subIdOrSlug, [
         'sub_organizations:manage',
-      );
+        'members:manage_owners',
+      ]);
       if (!direct)
         throw new AppError(
           'not_a_sub_organization',
@@ -358,7 +361,7 @@ export function createSubOrganizationsService(deps: {
 
     /** Switches the session into a sub-organization with `role`, audited in both organizations. */
     async joinAs(ctx: RequestContext, parentIdOrSlug: string, subIdOrSlug: string, role: Role) {
-      const { parent, sub } = await loadPair(ctx, parentIdOrSlug, subIdOrSlug, 'sub_organizations:manage');
+      const { parent, sub } = await loadPair(ctx, parentIdOrSlug, subIdOrSlug, ['sub_organizations:manage']);
       const actor = ctx.actor;
       if (actor.type !== 'user' || !actor.sessionId)
         throw new AppError('forbidden', 'Only a signed-in session can join an organization as a role');
