@@ -5,25 +5,49 @@
  */
 export function createAttemptCounter(opts: { max: number; windowMs: number; maxEntries: number }) {
   const windows = new Map<string, { count: number; resetAt: number }>();
-  return {
-    /** Seconds until `key` may fail again; 0 while it is under the limit. */
-    retryAfter(key: string, now = Date.now()): number {
-      const w = windows.get(key);
-      if (!w || w.resetAt <= now || w.count < opts.max) return 0;
-      return Math.max(1, Math.ceil((w.resetAt - now) / 1000));
-    },
-    fail(key: string, now = Date.now()): void {
-      let w = windows.get(key);
-      if (!w || w.resetAt <= now) {
-        windows.delete(key);
-        if (windows.size >= opts.maxEntries) {
-          const oldest = windows.keys().next().value;
-          if (oldest !== undefined) windows.delete(oldest);
-        }
-        w = { count: 0, resetAt: now + opts.windowMs };
-        windows.set(key, w);
+
+  /** Seconds until `key` may fail again; 0 while it is under the limit. */
+  function retryAfter(key: string, now = Date.now()): number {
+    const w = windows.get(key);
+    if (!w || w.resetAt <= now || w.count < opts.max) return 0;
+    return Math.max(1, Math.ceil((w.resetAt - now) / 1000));
+  }
+
+  /** The key's window, a fresh one if it had none or it ended. */
+  function current(key: string, now: number): { count: number; resetAt: number } {
+    let w = windows.get(key);
+    if (!w || w.resetAt <= now) {
+      windows.delete(key);
+      if (windows.size >= opts.maxEntries) {
+        const oldest = windows.keys().next().value;
+        if (oldest !== undefined) windows.delete(oldest);
       }
-      w.count += 1;
+      w = { count: 0, resetAt: now + opts.windowMs };
+      windows.set(key, w);
+    }
+    return w;
+  }
+
+  return {
+    retryAfter,
+    fail(key: string, now = Date.now()): void {
+      current(key, now).count += 1;
+    },
+    /**
+     * Counts an attempt before it is made: 0 if it may go ahead (it is counted now), else the
+     * seconds to wait (not counted). Concurrent attempts each take a place before any of them is
+     * answered, so at most `max` go ahead in a window however many arrive at once.
+     */
+    take(key: string, now = Date.now()): number {
+      const wait = retryAfter(key, now);
+      if (wait) return wait;
+      current(key, now).count += 1;
+      return 0;
+    },
+    /** Gives back an attempt `take` counted that turned out not to count (not a failure). */
+    release(key: string, now = Date.now()): void {
+      const w = windows.get(key);
+      if (w && w.resetAt > now && w.count > 0) w.count -= 1;
     },
     clear(key: string): void {
       windows.delete(key);

@@ -117,6 +117,34 @@ describe('sessions', () => {
     expect((await me(t, u.token)).statusCode).toBe(200);
   });
 
+  it(`holds the limit under concurrency: of 40 wrong passwords at once, ${SIGN_IN_FAILURES_PER_ACCOUNT} reach Better Auth`, async () => {
+    const u = await signUp(t);
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => signIn(t, u.email, `wrong guess ${i}`)),
+    );
+    const statuses = answers.map((r) => r.statusCode);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(SIGN_IN_FAILURES_PER_ACCOUNT);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(40 - SIGN_IN_FAILURES_PER_ACCOUNT);
+    expectProblem(await signIn(t, u.email, PASSWORD), 429, 'rate_limited');
+  });
+
+  it('counts only wrong passwords: refused requests of another kind leave the count as it was', async () => {
+    const u = await signUp(t);
+    for (let i = 0; i < SIGN_IN_FAILURES_PER_ACCOUNT - 1; i++)
+      expectProblem(await signIn(t, u.email, 'wrong'), 401, 'unauthenticated');
+    // No password at all: a 400, not a failed sign-in.
+    for (let i = 0; i < 3; i++) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        remoteAddress: freshAddress(),
+        payload: { email: u.email },
+      });
+      expect(res.statusCode, res.body).toBe(400);
+    }
+    expect((await signIn(t, u.email, PASSWORD)).statusCode).toBe(200);
+  });
+
   it('forgets the failures of an account at a successful sign-in', async () => {
     const u = await signUp(t);
     for (let i = 0; i < SIGN_IN_FAILURES_PER_ACCOUNT - 1; i++)

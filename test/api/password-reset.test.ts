@@ -57,6 +57,21 @@ async function mailboxTo(t: TestContext, to: string): Promise<Kept[]> {
   return (res.json().data as Kept[]).filter((m) => m.to === to);
 }
 
+/**
+ * Account mail is sent in the background (the answer never waits for it): the mailbox's messages
+ * to `to` once there are at least `n` of them, newest first.
+ */
+async function mailboxAwait(t: TestContext, to: string, n = 1): Promise<Kept[]> {
+  const deadline = Date.now() + 5000;
+  let box = await mailboxTo(t, to);
+  while (box.length < n && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    box = await mailboxTo(t, to);
+  }
+  expect(box.length, `mails to ${to}`).toBeGreaterThanOrEqual(n);
+  return box;
+}
+
 const resetTokenIn = (text: string) => {
   const token = /Reset token: ([A-Za-z0-9_-]+)/.exec(text)?.[1];
   expect(token, text).toBeTruthy();
@@ -75,7 +90,7 @@ describe('password reset, with the local mailbox', () => {
     const second = String((await signIn(t, u.email, PASSWORD)).headers['set-auth-token']);
     const asked = await post(t, '/api/auth/request-password-reset', { email: u.email });
     expect(asked.statusCode, asked.body).toBe(200);
-    const [mail, ...more] = await mailboxTo(t, u.email);
+    const [mail, ...more] = await mailboxAwait(t, u.email);
     expect(more).toHaveLength(0);
     expect(mail?.subject).toBe('Reset your Orgbase password');
     expect(mail?.text).toContain(`POST ${PUBLIC_URL}/api/auth/reset-password`);
@@ -108,7 +123,7 @@ describe('password reset, with the local mailbox', () => {
   it('refuses a wrong token and a too short password (400 naming the field), changing nothing', async () => {
     const u = await signUp(t);
     await post(t, '/api/auth/request-password-reset', { email: u.email });
-    const token = resetTokenIn((await mailboxTo(t, u.email))[0]?.text ?? '');
+    const token = resetTokenIn((await mailboxAwait(t, u.email))[0]?.text ?? '');
     const before = await tableCounts(t.db);
     expectProblem(
       await post(t, '/api/auth/reset-password', { token: 'not-the-token', newPassword: NEW_PASSWORD }),
@@ -145,7 +160,7 @@ describe('password reset, with the local mailbox', () => {
       redirectTo: `${PUBLIC_URL}/reset`,
     });
     expect(ok.statusCode, ok.body).toBe(200);
-    const mail = (await mailboxTo(t, u.email))[0];
+    const mail = (await mailboxAwait(t, u.email))[0];
     const token = resetTokenIn(mail?.text ?? '');
     const link = new RegExp(`${PUBLIC_URL}/api/auth/reset-password/${token}\\?callbackURL=[^\\s"]+`).exec(
       mail?.text ?? '',
@@ -170,12 +185,29 @@ describe('password reset, with the local mailbox', () => {
     const limited = await post(t, '/api/auth/request-password-reset', { email: u.email.toUpperCase() });
     expectProblem(limited, 429, 'rate_limited');
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
-    expect(await mailboxTo(t, u.email)).toHaveLength(MAILS_PER_ACCOUNT);
+    expect(await mailboxAwait(t, u.email, MAILS_PER_ACCOUNT)).toHaveLength(MAILS_PER_ACCOUNT);
+  });
+
+  it('does not count a refused request against the address’s mail', async () => {
+    const u = await signUp(t);
+    for (let i = 0; i < MAILS_PER_ACCOUNT + 1; i++)
+      expectProblem(
+        await post(t, '/api/auth/request-password-reset', {
+          email: u.email,
+          redirectTo: 'https://evil.test/',
+        }),
+        403,
+        'forbidden',
+      );
+    expect((await post(t, '/api/auth/request-password-reset', { email: u.email })).statusCode).toBe(200);
+    expect(await mailboxAwait(t, u.email)).toHaveLength(1);
   });
 });
 
 describe('password reset over SMTP', () => {
   const received: Array<{ to: string[]; raw: string }> = [];
+  // The server acknowledges a message (and it counts as received) only once this is settled.
+  let accepting: Promise<void> = Promise.resolve();
   const smtp = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS'],
@@ -184,11 +216,13 @@ describe('password reset over SMTP', () => {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
-        received.push({
-          to: session.envelope.rcptTo.map((r) => r.address),
-          raw: Buffer.concat(chunks).toString(),
+        void accepting.then(() => {
+          received.push({
+            to: session.envelope.rcptTo.map((r) => r.address),
+            raw: Buffer.concat(chunks).toString(),
+          });
+          callback();
         });
-        callback();
       });
     },
   });
@@ -222,6 +256,63 @@ describe('password reset over SMTP', () => {
     );
     expect((await signIn(t, u.email, NEW_PASSWORD)).statusCode).toBe(200);
   });
+
+  it('answers before the mail is delivered, so an existing account answers like an unknown one', async () => {
+    const u = await signUp(t);
+    let accept = () => {};
+    accepting = new Promise<void>((resolve) => {
+      accept = resolve;
+    });
+    // Accepted anyway after 3 s, so that waiting for delivery fails the assertions, not the timeout.
+    const fallback = setTimeout(() => accept(), 3000);
+    try {
+      const started = Date.now();
+      const res = await post(t, '/api/auth/request-password-reset', { email: u.email });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(
+        received.some((m) => m.to.includes(u.email)),
+        'the answer waited for the SMTP server',
+      ).toBe(false);
+      expect(Date.now() - started).toBeLessThan(2000);
+    } finally {
+      accept();
+      clearTimeout(fallback);
+      accepting = Promise.resolve();
+    }
+    // The mail still goes out.
+    const deadline = Date.now() + 5000;
+    while (!received.some((m) => m.to.includes(u.email)) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(received.some((m) => m.to.includes(u.email))).toBe(true);
+  });
+
+  it(`holds the mail limit under concurrency: of 20 asked at once, ${MAILS_PER_ACCOUNT} are sent`, async () => {
+    const u = await signUp(t);
+    // A slow SMTP server keeps requests in flight together (if they wait for it).
+    let accept = () => {};
+    accepting = new Promise<void>((resolve) => {
+      accept = resolve;
+    });
+    const fallback = setTimeout(() => accept(), 1000);
+    let statuses: number[];
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () => post(t, '/api/auth/request-password-reset', { email: u.email })),
+      );
+      statuses = answers.map((r) => r.statusCode);
+    } finally {
+      accept();
+      clearTimeout(fallback);
+      accepting = Promise.resolve();
+    }
+    expect(statuses.filter((s) => s === 200)).toHaveLength(MAILS_PER_ACCOUNT);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(20 - MAILS_PER_ACCOUNT);
+    const deadline = Date.now() + 5000;
+    const mails = () => received.filter((m) => m.to.includes(u.email)).length;
+    while (mails() < MAILS_PER_ACCOUNT && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(mails()).toBe(MAILS_PER_ACCOUNT);
+  });
 });
 
 describe('REQUIRE_EMAIL_VERIFICATION=true', () => {
@@ -242,13 +333,13 @@ describe('REQUIRE_EMAIL_VERIFICATION=true', () => {
     const res = await post(t, '/api/auth/sign-up/email', { email, password: PASSWORD, name: 'Verify Me' });
     expect(res.statusCode, res.body).toBe(200);
     expect(res.headers['set-auth-token']).toBeUndefined();
-    const [mail] = await mailboxTo(t, email);
+    const [mail] = await mailboxAwait(t, email);
     expect(mail?.subject).toBe('Confirm your email address for Orgbase');
     const link = verifyLinkIn(mail?.text ?? '');
 
     expectProblem(await signIn(t, email, PASSWORD), 403, 'email_not_verified');
     // The refused sign-in mailed a fresh link.
-    expect(await mailboxTo(t, email)).toHaveLength(2);
+    expect(await mailboxAwait(t, email, 2)).toHaveLength(2);
     expectProblem(await signIn(t, email, 'not the password'), 401, 'unauthenticated');
 
     const bad = await t.app.inject({ method: 'GET', url: '/api/auth/verify-email?token=forged.token.value' });

@@ -91,6 +91,29 @@ describe('SIGNUP=invite-only', () => {
     expect(await tableCounts(t.db)).toEqual(before);
   });
 
+  it.each([
+    '/api/auth/sign-up/email/',
+    '/api/auth//sign-up/email',
+    '/api/auth/sign-up//email',
+    '/api/auth/./sign-up/email',
+    '/api/auth/x/../sign-up/email',
+    '/api/auth/sign-up/email?callbackURL=/',
+    '/api/auth/sign-up/email#x',
+    '/api/auth/Sign-Up/Email',
+    '/api/auth/sign-up%2Femail',
+    '/api/auth/sign-up/%65mail',
+    '/api//auth/sign-up/email',
+  ])('creates no account however the path is written: %s', async (url) => {
+    const before = await tableCounts(t.db);
+    const res = await app('invite-only').inject({
+      method: 'POST',
+      url,
+      payload: { email: uniqueEmail('sneaky'), password: PASSWORD, name: 'Sneaky' },
+    });
+    expect(res.statusCode, res.body).toBeGreaterThanOrEqual(400);
+    expect(await tableCounts(t.db)).toEqual(before);
+  });
+
   it('creates the account through an invitation link', async () => {
     const email = uniqueEmail('invited');
     const token = await invite('invite-only', email);
@@ -115,6 +138,17 @@ describe('SIGNUP=closed', () => {
   it('refuses a self sign-up, writing nothing', async () => {
     const before = await tableCounts(t.db);
     expectProblem(await signUp('closed'), 403, 'sign_up_disabled');
+    expect(await tableCounts(t.db)).toEqual(before);
+  });
+
+  it('has Better Auth itself refuse a sign-up, however it is asked', async () => {
+    const before = await tableCounts(t.db);
+    const res = await app('closed').services.auth.api.signUpEmail({
+      body: { email: uniqueEmail('direct'), password: PASSWORD, name: 'Direct' },
+      asResponse: true,
+    });
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(((await res.json()) as { code?: string }).code).toBe('EMAIL_PASSWORD_SIGN_UP_DISABLED');
     expect(await tableCounts(t.db)).toEqual(before);
   });
 

@@ -1,7 +1,5 @@
 /** The account mails: a password reset and an email verification. Plain, every value escaped. */
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
+import { escapeHtml } from '../../lib/html.js';
 
 function page(title: string, paragraphs: string[]): string {
   return `<!doctype html><html><body style="font-family:system-ui,sans-serif;color:#111">

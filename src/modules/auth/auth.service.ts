@@ -9,6 +9,7 @@ import { AppError, type ErrorCode } from '../../lib/problem.js';
 import type { MailService } from '../mail/mail.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { authOptions } from './auth.config.js';
+import { findUserIdByEmail, insertSettingOnce, updateUserEmailVerified } from './auth.repo.js';
 import { resetPasswordEmail, verificationEmail } from './auth-email.js';
 
 const SECRET_KEY = 'auth_secret';
@@ -23,17 +24,7 @@ const MAIL_WINDOW_MS = 60 * 60_000;
 /** The signing secret: AUTH_SECRET, else one generated on first start and shared through the database. */
 export async function loadAuthSecret(db: Db, fromEnv: string | undefined): Promise<string> {
   if (fromEnv) return fromEnv;
-  await db
-    .insertInto('platform_settings')
-    .values({ key: SECRET_KEY, value: randomBytes(32).toString('base64url') })
-    .onConflict((oc) => oc.column('key').doNothing())
-    .execute();
-  const row = await db
-    .selectFrom('platform_settings')
-    .select('value')
-    .where('key', '=', SECRET_KEY)
-    .executeTakeFirstOrThrow();
-  return row.value;
+  return insertSettingOnce(db, SECRET_KEY, randomBytes(32).toString('base64url'));
 }
 
 /** Better Auth's error codes, mapped onto ours. */
@@ -119,23 +110,30 @@ export function createAuthService(deps: {
   // Addresses signing up through an invitation link: the link proved them, no verification mail.
   const proven = new Set<string>();
 
-  /** Mail for the account never fails the request it belongs to (nor says whether the account exists). */
-  async function sendAccountMail(to: string, content: { subject: string; text: string; html: string }) {
-    try {
-      await deps.mail.send({ to, ...content });
-    } catch (err) {
+  /**
+   * Mail for the account never fails the request it belongs to, nor says whether the account
+   * exists: it is sent in the background, so a request for an existing account answers as fast
+   * as one for an unknown address (Better Auth would otherwise wait for the SMTP server or the
+   * mailbox insert, for existing accounts only).
+   */
+  function sendAccountMail(to: string, content: { subject: string; text: string; html: string }): void {
+    deps.mail.send({ to, ...content }).catch((err: unknown) => {
       deps.log.error({ err, to }, 'account mail not sent');
-    }
+    });
   }
 
   const auth = betterAuth({
     ...base,
     emailAndPassword: {
       ...base.emailAndPassword,
+      // Under SIGNUP=closed Better Auth itself creates no account, whichever way it is asked. Not
+      // under invite-only: its flag would refuse auth.api.signUpEmail too, which invitation links
+      // use, so `handle` refuses the public route there.
+      disableSignUp: policy === 'closed',
       requireEmailVerification: requireVerification,
       sendResetPassword: async ({ user, url, token }) => {
         const callback = new URL(url).searchParams.get('callbackURL');
-        await sendAccountMail(
+        sendAccountMail(
           user.email,
           resetPasswordEmail({
             email: user.email,
@@ -155,7 +153,7 @@ export function createAuthService(deps: {
         // to "/", which this API does not serve.
         const link = new URL(url);
         if (link.searchParams.get('callbackURL') === '/') link.searchParams.delete('callbackURL');
-        await sendAccountMail(user.email, verificationEmail({ email: user.email, url: link.toString() }));
+        sendAccountMail(user.email, verificationEmail({ email: user.email, url: link.toString() }));
       },
     },
     hooks: {
@@ -214,9 +212,11 @@ export function createAuthService(deps: {
             : 'Accounts are not created through the API',
         );
       // Failed sign-ins are counted per account (from every address), apart from the address's limit.
+      // Each attempt takes its place before Better Auth answers it, so concurrent guesses cannot all
+      // slip under the limit; one that turns out not to be a wrong password gives its place back.
       const signingIn = post && path === '/sign-in/email' ? await emailIn(request) : undefined;
       if (signingIn) {
-        const wait = signInFailures.retryAfter(signingIn);
+        const wait = signInFailures.take(signingIn);
         if (wait)
           throw new AppError(
             'rate_limited',
@@ -231,18 +231,25 @@ export function createAuthService(deps: {
           ? await emailIn(request)
           : undefined;
       if (mailing) {
-        const wait = mailsSent.retryAfter(mailing);
+        const wait = mailsSent.take(mailing);
         if (wait)
           throw new AppError('rate_limited', `Too many mails asked for this address; retry in ${wait} s`, {
             extra: { retry_after: wait },
           });
       }
-      const response = await auth.handler(request);
-      if (signingIn) {
-        if (response.status === 401) signInFailures.fail(signingIn);
-        else if (response.status < 400) signInFailures.clear(signingIn);
+      let response: Response;
+      try {
+        response = await auth.handler(request);
+      } catch (err) {
+        if (signingIn) signInFailures.release(signingIn);
+        if (mailing) mailsSent.release(mailing);
+        throw err;
       }
-      if (mailing && response.status < 400) mailsSent.fail(mailing);
+      if (signingIn) {
+        if (response.status < 400) signInFailures.clear(signingIn);
+        else if (response.status !== 401) signInFailures.release(signingIn);
+      }
+      if (mailing && response.status >= 400) mailsSent.release(mailing);
       if (response.status < 400) return response;
       let body: { code?: string; message?: string } = {};
       try {
@@ -280,8 +287,8 @@ export function createAuthService(deps: {
         throw new AppError('sign_up_disabled', 'Accounts are not created through the API; sign in to accept');
       const email = body.email.toLowerCase();
       // Asked first: with verification required, Better Auth answers a taken address like a new one.
-      const taken = await db.selectFrom('users').select('id').where('email', '=', email).executeTakeFirst();
-      if (taken) throw new AppError('email_taken', `An account with ${email} exists: sign in to accept`);
+      if (await findUserIdByEmail(db, email))
+        throw new AppError('email_taken', `An account with ${email} exists: sign in to accept`);
       proven.add(email);
       let response: Response;
       try {
@@ -297,7 +304,7 @@ export function createAuthService(deps: {
             : {}),
         });
       }
-      await db.updateTable('users').set({ email_verified: true }).where('email', '=', email).execute();
+      await updateUserEmailVerified(db, email);
       if (!response.headers.get('set-auth-token'))
         // Verification required: sign-up made no session; the address is verified now, so sign in.
         response = await auth.api.signInEmail({

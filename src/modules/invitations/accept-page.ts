@@ -1,3 +1,4 @@
+import { escapeHtml } from '../../lib/html.js';
 import { displayName } from './invitation-email.js';
 
 /**
@@ -5,8 +6,6 @@ import { displayName } from './invitation-email.js';
  * is for and accepts it, either with the browser's session cookie or by creating the account.
  * Plain HTML; every value is escaped.
  */
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
 export function acceptPage(p: {
   token: string;
   invitation?: {
@@ -18,15 +17,15 @@ export function acceptPage(p: {
   /** The response's CSP nonces: the page's inline script and style run only with them. */
   nonce?: { script: string; style: string } | null;
 }): string {
-  const nonce = (kind: 'script' | 'style') => (p.nonce ? ` nonce="${esc(p.nonce[kind])}"` : '');
+  const nonce = (kind: 'script' | 'style') => (p.nonce ? ` nonce="${escapeHtml(p.nonce[kind])}"` : '');
   const colour =
     typeof p.invitation?.organization.branding.primary_color === 'string' &&
     /^#[0-9a-fA-F]{3,8}$/.test(p.invitation.organization.branding.primary_color)
       ? p.invitation.organization.branding.primary_color
       : '#4f46e5';
   const body = p.invitation
-    ? `<h1>Join ${esc(displayName(p.invitation.organization))}</h1>
-<p>This invitation is for <strong>${esc(p.invitation.email)}</strong>, as <strong>${esc(p.invitation.role)}</strong>.</p>
+    ? `<h1>Join ${escapeHtml(displayName(p.invitation.organization))}</h1>
+<p>This invitation is for <strong>${escapeHtml(p.invitation.email)}</strong>, as <strong>${escapeHtml(p.invitation.role)}</strong>.</p>
 <form id="f">
 <p><label>Your name<br><input name="name" required maxlength="200" autocomplete="name"></label></p>
 <p><label>Choose a password<br><input name="password" type="password" required minlength="8" maxlength="128" autocomplete="new-password"></label></p>
@@ -45,7 +44,7 @@ async function accept(body) {
 document.getElementById('f').addEventListener('submit', (e) => { e.preventDefault(); const d = new FormData(e.target); accept({ name: d.get('name'), password: d.get('password') }); });
 document.getElementById('signed-in').addEventListener('click', () => accept({}));
 </script>`
-    : `<h1>This invitation cannot be used</h1><p>${esc(p.problem ?? 'It has expired, was revoked or was already used.')}</p>`;
+    : `<h1>This invitation cannot be used</h1><p>${escapeHtml(p.problem ?? 'It has expired, was revoked or was already used.')}</p>`;
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Invitation</title><style${nonce('style')}>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;border-top:4px solid ${colour}}button{background:${colour};color:#fff;border:0;padding:.6rem 1rem;border-radius:6px}input{width:100%;padding:.4rem}</style>
 </head><body>${body}</body></html>`;

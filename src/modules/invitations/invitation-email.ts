@@ -1,9 +1,7 @@
+import { escapeHtml } from '../../lib/html.js';
+
 /** The invitation e-mail, branded with the inviting organization's name, logo and colour. */
 const HEX = /^#[0-9a-fA-F]{3,8}$/;
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
 
 /** The name an organization's mail and pages show: its customized display name, else its name (white-label). */
 export function displayName(org: { name: string; branding: Record<string, unknown> }): string {
