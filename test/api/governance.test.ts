@@ -3,7 +3,7 @@ import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ErrorCode, ErrorCodes, PROBLEM_TYPE_BASE } from '../../src/lib/problem.js';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { createTestApp, onPostgres, type TestContext, tableCounts } from '../harness.js';
 
 /**
  * Issue 12: another tenant's agent or team is a 404; credits move within one tree of
@@ -237,6 +237,61 @@ describe('transfers', () => {
     );
     expect((await balance(own.id)).available).toBe('6');
   });
+
+  // PGlite runs one transaction at a time: the lock the test holds would stop everything.
+  it.skipIf(!onPostgres)(
+    'are checked in the ledger transaction: a detach that commits while a transfer waits for its lock refuses it (403)',
+    async () => {
+      const admin = await signUp(t);
+      const top = await org();
+      await setPlan(top.id, 'business');
+      await member(top.id, admin, 'admin');
+      const child = await subOrg(top.id);
+      await fund(top.id, '50');
+      let locked!: () => void;
+      const held = new Promise<void>((resolve) => {
+        locked = resolve;
+      });
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      // Holds the sender's credits row, as a long batch would: the transfer, its tree checked
+      // before the ledger, waits for it.
+      const holder = t.db.db.transaction().execute(async (tx) => {
+        await sql`select 1 from ledger_accounts where organization_id = ${top.id} and code = 'credits' for update`.execute(
+          tx,
+        );
+        locked();
+        await released;
+      });
+      await held;
+      const transfer = admin.call({
+        method: 'POST',
+        url: `/api/organizations/${top.id}/credits/transfer`,
+        payload: { to_organization_id: child.id, amount: '5' },
+      });
+      for (let waiting = 0; waiting === 0; ) {
+        await new Promise((r) => setTimeout(r, 10));
+        const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock'`.execute(t.db.db);
+        waiting = rows[0]?.n ?? 0;
+      }
+      // On its own plan, the detach leaves the child's credits row alone: it commits meanwhile.
+      await ok(
+        t.call({
+          method: 'POST',
+          url: `/api/organizations/${top.id}/sub-organizations/${child.id}/detach`,
+          payload: { plan: 'business' },
+        }),
+      );
+      release();
+      await holder;
+      expectProblem(await transfer, 403, 'outside_organization_tree');
+      expect((await balance(top.id)).available).toBe('50');
+      expect((await balance(child.id)).available).toBe('0');
+    },
+  );
 });
 
 describe('overdraft limits', () => {
@@ -292,6 +347,37 @@ describe('overdraft limits', () => {
     // Enterprise has no cap.
     await setPlan(o.id, 'enterprise');
     await ok(settings({ overdraft_limit: '1000000000000' }));
+  });
+
+  it('stay within the plan when a downgrade commits between the checks and the write of a settings change (402)', async () => {
+    const o = await org();
+    await setPlan(o.id, 'growth');
+    // A guard of the test's, run after the plan's check (passed, on Growth): the request waits
+    // there while the downgrade to Starter commits, then writes.
+    let arrived!: () => void;
+    const atGate = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    t.app.services.ledger.guardSettings(async (_ctx, id) => {
+      if (id !== o.id) return;
+      arrived();
+      await gate;
+    });
+    const settings = t.call({
+      method: 'PATCH',
+      url: `/api/organizations/${o.id}/credit-settings`,
+      payload: { overdraft_limit: '10000' },
+    });
+    await atGate;
+    await setPlan(o.id, 'starter');
+    open();
+    const refused = expectProblem(await settings, 402, 'plan_limit_exceeded');
+    expect(refused).toMatchObject({ limit: 'overdraft_limit', plan: 'starter', max: '1000' });
+    expect((await balance(o.id)).overdraft_limit).toBe('0');
   });
 });
 
@@ -553,6 +639,29 @@ describe('organizations per account', () => {
       402,
       'plan_limit_exceeded',
     );
+  });
+
+  it('hold under concurrent creates: exactly the allowance succeeds, the rest 402, counted from the database', async () => {
+    const user = await signUp(t);
+    const created = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        user.call({ method: 'POST', url: '/api/organizations', payload: { name: `Race ${++n}` } }),
+      ),
+    );
+    // The personal organization and two more make Free's three.
+    expect(created.filter((r) => r.statusCode === 201)).toHaveLength(2);
+    for (const r of created.filter((r) => r.statusCode !== 201))
+      expect(expectProblem(r, 402, 'plan_limit_exceeded')).toMatchObject({ limit: 'organizations', max: 3 });
+    const owned = await t.db.db
+      .selectFrom('members as m')
+      .innerJoin('organizations as o', 'o.id', 'm.organization_id')
+      .select('o.id')
+      .where('m.user_id', '=', user.id)
+      .where('m.role', '=', 'owner')
+      .where('o.parent_id', 'is', null)
+      .where('o.deleted_at', 'is', null)
+      .execute();
+    expect(owned).toHaveLength(3);
   });
 });
 

@@ -9,6 +9,8 @@ import { authorize, type RequestContext } from '../../lib/authz.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { invalidField } from '../../lib/problem.js';
 import { diff } from '../audit/audit.service.js';
+import { planOf } from '../plans/plans.catalog.js';
+import { assertOverdraftWithin } from '../plans/plans.limits.js';
 import type { LedgerContext } from './ledger.context.js';
 import {
   CREDITS,
@@ -55,7 +57,7 @@ function policyView(s: CreditState): Record<string, unknown> {
   };
 }
 
-export function createLedgerAccounts({ db, resolve, audit, settingsGuards }: LedgerContext) {
+export function createLedgerAccounts({ db, organizations, resolve, audit, settingsGuards }: LedgerContext) {
   async function balance(ctx: RequestContext, idOrSlug: string): Promise<Static<typeof BalanceResponse>> {
     return balanceOf(await resolve(ctx, idOrSlug, 'credits:read'));
   }
@@ -255,6 +257,11 @@ export function createLedgerAccounts({ db, resolve, audit, settingsGuards }: Led
       for (const guard of settingsGuards) await guard(ctx, org.id, policy);
       await db.transaction().execute(async (tx) => {
         const [current] = [...(await repo.lockCreditAccounts(tx, [org.id], new Map())).values()];
+        // Again under the row lock a plan change takes to cap the limit (capOverdraft): a
+        // downgrade that committed since the guards read the plan is seen here, one still running
+        // lowers this limit once it gets the lock.
+        if (policy.overdraft_limit !== undefined)
+          assertOverdraftWithin(planOf((await organizations.load(tx, org.id)).plan), policy.overdraft_limit);
         if (ar?.enabled && (policy.auto_recharge_amount ?? current?.autoRechargeAmount ?? 0n) <= 0n)
           throw invalidField('auto_recharge.amount', 'is required to enable auto-recharge');
         await repo.updateCreditPolicy(tx, org.id, policy);

@@ -4,6 +4,7 @@
  * in the transaction that posts it.
  */
 import type { Static } from 'typebox';
+import type { Executor } from '../../db/client.js';
 import { type Actor, can, canSee, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import { type Book, type LedgerOp, type OpResult, refusal } from './ledger.book.js';
@@ -72,6 +73,23 @@ export function createLedgerCredits({
   agentOrganizations,
   log,
 }: LedgerContext) {
+  /** 403 outside_organization_tree unless both organizations have one top-level organization. */
+  async function assertOneTree(ex: Executor, fromId: string, toId: string) {
+    if ((await organizations.rootOf(ex, fromId)) === (await organizations.rootOf(ex, toId))) return;
+    throw new AppError(
+      'outside_organization_tree',
+      'Credits move only between organizations of one tree (a top-level organization and those below it); ask the platform operator otherwise',
+      {
+        errors: [
+          {
+            field: 'to_organization_id',
+            message: 'is not in the sending organization’s tree of organizations',
+          },
+        ],
+      },
+    );
+  }
+
   return {
     /** Credits an organization (a manual top-up). Inactive organizations can still receive credits. */
     async addCredits(
@@ -163,28 +181,17 @@ export function createLedgerCredits({
       if (to.id === from.id)
         throw invalidField('to_organization_id', 'must differ from the sending organization');
       // Credits stay within one tree of organizations (a parent funding its sub-organizations):
-      // moving them to an unrelated organization, even one's own, is the operator's.
-      if (
-        ctx.actor.type !== 'operator' &&
-        (await organizations.rootOf(db, from.id)) !== (await organizations.rootOf(db, to.id))
-      )
-        throw new AppError(
-          'outside_organization_tree',
-          'Credits move only between organizations of one tree (a top-level organization and those below it); ask the platform operator otherwise',
-          {
-            errors: [
-              {
-                field: 'to_organization_id',
-                message: 'is not in the sending organization’s tree of organizations',
-              },
-            ],
-          },
-        );
+      // moving them to an unrelated organization, even one's own, is the operator's. Checked
+      // here for a refusal that touches no ledger row, and again in the ledger's transaction.
+      const anywhere = ctx.actor.type === 'operator';
+      if (!anywhere) await assertOneTree(db, from.id, to.id);
       const amount = positive('amount', body.amount);
       return submit({
         organizationIds: [from.id, to.id],
         requestId: ctx.requestId,
-        inMemory: true,
+        // The tree is read again under the rows' locks, so a detach that committed since the
+        // check above is seen: that read is SQL, so the operator's transfers alone stay in memory.
+        inMemory: anywhere,
         idempotency: idem(key, [
           'credits.transfer',
           from.id,
@@ -193,7 +200,8 @@ export function createLedgerCredits({
           body.description ?? null,
           body.metadata ?? {},
         ]),
-        run: (book) => {
+        run: async (book) => {
+          if (!anywhere) await assertOneTree(book.tx, from.id, to.id);
           // What leaves by transfer counts against the sender's monthly limit like any spend:
           // else a sub-organization could move its credits past the cap its parent set.
           const refused =

@@ -1,5 +1,5 @@
 import { type Selectable, sql } from 'kysely';
-import type { Executor } from '../../db/client.js';
+import type { Executor, Tx } from '../../db/client.js';
 import { pgArray } from '../../db/pg-array.js';
 import type { OrganizationsTable } from '../../db/schema.js';
 
@@ -203,16 +203,25 @@ export async function findChildren(
   return q.orderBy('id', 'desc').limit(opts.limit).execute();
 }
 
-/** The live top-level organizations among `ids`, the default one left out, with their plans. */
-export async function findTopLevelAmong(db: Executor, ids: string[]) {
-  if (ids.length === 0) return [];
+/**
+ * Locks the user's row (FOR NO KEY UPDATE: it serializes these lockers without holding up what
+ * merely references the user, such as a new session) until the transaction ends.
+ */
+export async function lockUser(tx: Tx, userId: string): Promise<void> {
+  await sql`select 1 from users where id = ${userId} for no key update`.execute(tx);
+}
+
+/** The live top-level organizations, the default one left out, whose members include `userId` as an owner, with their plans. */
+export async function findOwnedTopLevel(db: Executor, userId: string) {
   return db
-    .selectFrom('organizations')
-    .select(['id', 'plan'])
-    .where('id', 'in', ids)
-    .where('parent_id', 'is', null)
-    .where('is_default', '=', false)
-    .where('deleted_at', 'is', null)
+    .selectFrom('members as m')
+    .innerJoin('organizations as o', 'o.id', 'm.organization_id')
+    .select(['o.id', 'o.plan'])
+    .where('m.user_id', '=', userId)
+    .where('m.role', '=', 'owner')
+    .where('o.parent_id', 'is', null)
+    .where('o.is_default', '=', false)
+    .where('o.deleted_at', 'is', null)
     .execute();
 }
 

@@ -292,8 +292,14 @@ export function createOrganizationsService(deps: {
       return chain.at(-1)?.id ?? id;
     },
 
-    /** Which of `ids` are live top-level organizations other than the default one, with their plans. */
-    topLevelAmong: (ex: Executor, ids: string[]) => repo.findTopLevelAmong(ex, ids),
+    /**
+     * Locks the user's row until `tx` ends, so that checks of what one account owns (the plan's
+     * organizations per account) take turns across requests and processes.
+     */
+    lockAccount: (tx: Tx, userId: string) => repo.lockUser(tx, userId),
+
+    /** The live top-level organizations other than the default one that `userId` is an owner of (a membership, not oversight), with their plans. */
+    ownedTopLevelOf: (ex: Executor, userId: string) => repo.findOwnedTopLevel(ex, userId),
 
     /** Changes plan, parent or branding: the callers (plans, sub-organizations) audit the change. */
     async setFields(

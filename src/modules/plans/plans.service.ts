@@ -1,7 +1,6 @@
 import type { PlanChanges } from '../../config.js';
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, authorizeParentDecision, type RequestContext } from '../../lib/authz.js';
-import { formatAmount } from '../../lib/money.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
@@ -9,19 +8,18 @@ import type { FeaturesService } from './features.service.js';
 import {
   FEATURE_KEYS,
   FEATURES,
-  hasFee,
   LIMITS,
   type Limit,
-  maxOverdraftOf,
   PLAN_KEYS,
   PLANS,
   type Plan,
   type PlanKey,
-  planLifting,
-  planLiftingOverdraft,
   planOf,
 } from './plans.catalog.js';
+import { type Counter, createPlanLimits } from './plans.limits.js';
 import * as repo from './plans.repo.js';
+
+export type { Counter } from './plans.limits.js';
 
 export type BillingCycle = 'monthly' | 'annual';
 
@@ -40,8 +38,6 @@ export function periodEnd(start: Date, cycle: string): Date {
   return addMonths(start, cycle === 'annual' ? 12 : 1);
 }
 
-/** How many of a limited thing an organization has now. */
-export type Counter = (ex: Executor, organizationId: string) => Promise<number>;
 /**
  * Run in the transaction that changed an organization's plan (the ledger sets its usage allowance
  * and lowers an overdraft limit above the plan's cap); `ctx` is who changed it (absent at creation).
@@ -70,19 +66,8 @@ export function createPlansService(deps: {
 }) {
   const { db, audit, organizations, features } = deps;
 
-  /**
-   * Without a payment provider nothing is charged, so under PLAN_CHANGES=operator (the default) a
-   * plan with a fee is the operator's to give: others may only move to a plan without one (Free,
-   * Pay As You Go) or cancel. 403 plan_change_requires_operator, naming `plan`.
-   */
-  function assertMayChoose(ctx: RequestContext, to: PlanKey) {
-    if (deps.planChanges === 'owners' || ctx.actor.type === 'operator' || !hasFee(PLANS[to])) return;
-    throw new AppError(
-      'plan_change_requires_operator',
-      `The ${PLANS[to].name} plan has a fee: the platform operator puts organizations on it (once paid)`,
-      { errors: [{ field: 'plan', message: 'is a plan with a fee, given by the platform operator' }] },
-    );
-  }
+  const limits = createPlanLimits(deps);
+  const { assertMayChoose } = limits;
 
   async function usage(ex: Executor, organizationId: string): Promise<Record<Limit, number>> {
     const counts = await Promise.all(LIMITS.map((l) => deps.counters[l]?.(ex, organizationId) ?? 0));
@@ -195,86 +180,10 @@ export function createPlansService(deps: {
       for (const hook of deps.planChanged) await hook(tx, organizationId, planOf(org.plan));
     },
 
-    /**
-     * Refuses (402 plan_limit_exceeded, naming the limit and the plan that lifts it) unless
-     * `adding` more of `limit` fit the organization's plan. Call it in the adding transaction:
-     * it locks the subscription row, so concurrent adds to one organization take turns.
-     */
-    async assertCapacity(tx: Tx, organizationId: string, limit: Limit, adding = 1): Promise<void> {
-      await repo.findSubscription(tx, organizationId, { forUpdate: true });
-      const org = await organizations.load(tx, organizationId);
-      const plan = planOf(org.plan);
-      const max = plan.limits[limit];
-      if (max === null) return;
-      const used = (await deps.counters[limit]?.(tx, organizationId)) ?? 0;
-      if (used + adding <= max) return;
-      const upgrade = planLifting(plan.key, limit, used + adding);
-      throw new AppError(
-        'plan_limit_exceeded',
-        `The ${plan.name} plan allows ${max} ${limit.replace(/_/g, ' ')}; ${used} in use` +
-          (upgrade ? `. The ${PLANS[upgrade].name} plan lifts it` : ''),
-        { extra: { limit, plan: plan.key, max, used, upgrade_to: upgrade } },
-      );
-    },
-
-    /**
-     * Refuses (402 plan_limit_exceeded, `limit: "overdraft_limit"`, naming the field) an overdraft
-     * limit above the organization's plan's cap. `max` and `requested` are decimal strings.
-     */
-    async assertOverdraftLimit(ex: Executor, organizationId: string, requested: bigint): Promise<void> {
-      const plan = planOf((await organizations.load(ex, organizationId)).plan);
-      const max = maxOverdraftOf(plan);
-      if (max === null || requested <= max) return;
-      const upgrade = planLiftingOverdraft(plan.key, requested);
-      throw new AppError(
-        'plan_limit_exceeded',
-        `The ${plan.name} plan allows an overdraft limit of at most ${formatAmount(max)}` +
-          (upgrade ? `. The ${PLANS[upgrade].name} plan lifts it` : ''),
-        {
-          errors: [
-            {
-              field: 'overdraft_limit',
-              message: `must be at most ${formatAmount(max)} on the ${plan.name} plan`,
-            },
-          ],
-          extra: {
-            limit: 'overdraft_limit',
-            plan: plan.key,
-            max: formatAmount(max),
-            requested: formatAmount(requested),
-            upgrade_to: upgrade,
-          },
-        },
-      );
-    },
-
-    /**
-     * Refuses (402 plan_limit_exceeded, `limit: "organizations"`) a user one more top-level
-     * organization than the largest allowance among the plans of those they own (Free's when
-     * they own none). Sub-organizations and the operator are not counted; run before the insert.
-     */
-    async assertOrganizationCapacity(tx: Tx, ctx: RequestContext): Promise<void> {
-      if (ctx.actor.type !== 'user') return;
-      const { roles, oversight } = ctx.actor;
-      const ownedIds = [...roles].filter(([id, r]) => r === 'owner' && !oversight?.has(id)).map(([id]) => id);
-      const owned = await organizations.topLevelAmong(tx, ownedIds);
-      let best: Plan = PLANS.free;
-      for (const o of owned) {
-        const p = planOf(o.plan);
-        if (p.limits.organizations === null) return;
-        if (best.limits.organizations !== null && p.limits.organizations > best.limits.organizations)
-          best = p;
-      }
-      const max = best.limits.organizations;
-      if (max === null || owned.length < max) return;
-      const upgrade = planLifting(best.key, 'organizations', owned.length + 1);
-      throw new AppError(
-        'plan_limit_exceeded',
-        `The ${best.name} plan allows an account ${max} organizations of its own; you own ${owned.length}` +
-          (upgrade ? `. The ${PLANS[upgrade].name} plan lifts it` : ''),
-        { extra: { limit: 'organizations', plan: best.key, max, used: owned.length, upgrade_to: upgrade } },
-      );
-    },
+    /** The plan's refusals (plans.limits.ts), checked by the modules that add limited things. */
+    assertCapacity: limits.assertCapacity,
+    assertOverdraftLimit: limits.assertOverdraftLimit,
+    assertOrganizationCapacity: limits.assertOrganizationCapacity,
 
     /** The subscription view without a permission check (the caller made its own). */
     viewOf: view,
