@@ -62,8 +62,16 @@ export interface TestContext {
   close: () => Promise<void>;
 }
 
-export async function createTestApp(overrides: Partial<AppDeps> = {}): Promise<TestContext> {
-  const db = await createTestDb();
+/**
+ * The app on a fresh test database. `wrap` may put something between the app and the database
+ * (a query recorder, a fault to inject); the database itself is still the one closed.
+ */
+export async function createTestApp(
+  overrides: Partial<AppDeps> = {},
+  wrap: (db: DbHandle) => DbHandle = (db) => db,
+): Promise<TestContext> {
+  const handle = await createTestDb();
+  const db = { ...wrap(handle), poolUrl: handle.poolUrl };
   const app = await buildApp({
     db,
     adminToken: ADMIN_TOKEN,
@@ -78,7 +86,7 @@ export async function createTestApp(overrides: Partial<AppDeps> = {}): Promise<T
       app.inject({ ...opts, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...opts.headers } }),
     close: async () => {
       await app.close();
-      await db.close();
+      await handle.close();
     },
   };
 }

@@ -3,9 +3,8 @@ import { randomBytes } from 'node:crypto';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { type KyselyPlugin, PostgresQueryCompiler } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
 import { ROLE_PERMISSIONS, ROLES } from '../../src/lib/authz.js';
-import { ADMIN_TOKEN, createTestDb, type TestContext, tableCounts } from '../harness.js';
+import { createTestApp, type TestContext, tableCounts } from '../harness.js';
 
 /**
  * The edges of access (issue 12): who may be added without an invitation, who may resend or
@@ -126,31 +125,18 @@ async function statementsOf(send: (headers: Record<string, string>) => Promise<L
 }
 
 /** createTestApp's app, on a database handle whose queries can be recorded. */
-async function recordingApp(): Promise<TestContext> {
-  const handle = await createTestDb();
-  const db = { ...handle, db: handle.db.withPlugin(recorder) };
-  const app = await buildApp({
-    db,
-    adminToken: ADMIN_TOKEN,
-    rateLimit: { perIp: 1e6, perKey: 1e6 },
-    instrument: (a) =>
-      a.addHook('onRequest', (req, _reply, done) => {
-        const sqls = recordings.get(String(req.headers['x-test-recording']));
-        if (sqls) recording.enterWith(sqls);
-        done();
-      }),
-  });
-  await app.ready();
-  return {
-    app,
-    db,
-    call: (opts) =>
-      app.inject({ ...opts, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...opts.headers } }),
-    close: async () => {
-      await app.close();
-      await handle.close();
+function recordingApp(): Promise<TestContext> {
+  return createTestApp(
+    {
+      instrument: (a) =>
+        a.addHook('onRequest', (req, _reply, done) => {
+          const sqls = recordings.get(String(req.headers['x-test-recording']));
+          if (sqls) recording.enterWith(sqls);
+          done();
+        }),
     },
-  };
+    (handle) => ({ ...handle, db: handle.db.withPlugin(recorder) }),
+  );
 }
 
 beforeAll(async () => {

@@ -6,11 +6,9 @@
 import { connect } from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
-import type { DbHandle } from '../../src/db/client.js';
 import type { LedgerOp } from '../../src/modules/ledger/ledger.book.js';
 import { CREDITS, SYSTEM } from '../../src/modules/ledger/ledger.core.js';
-import { ADMIN_TOKEN, createTestApp, createTestDb, type TestContext, tableCounts } from '../harness.js';
+import { createTestApp, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
 beforeAll(async () => {
@@ -306,63 +304,49 @@ describe('one tenant cannot fail another’s batch', () => {
   it('never runs again a batch whose connection failed: it may have committed', async () => {
     // A database handle whose one-round-trip statement commits, then loses its answer: the second
     // time once armed, so that it is a batch of several (the first goes alone, the rest queue).
-    const db = await createTestDb();
     let lose = 0;
-    const flaky: DbHandle = {
+    const flaky = await createTestApp({}, (db) => ({
       ...db,
       prepared: async (name, text, values) => {
         const done = await db.prepared(name, text, values);
         if (lose > 0 && --lose === 0) throw new Error('Connection terminated unexpectedly');
         return done;
       },
-    };
-    const app = await buildApp({
-      db: flaky,
-      adminToken: ADMIN_TOKEN,
-      rateLimit: { perIp: 1e6, perKey: 1e6 },
-    });
-    await app.ready();
-    const as = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    }));
     try {
       const org = (
-        await app.inject({
+        await flaky.call({
           method: 'POST',
           url: '/api/organizations',
-          headers: as,
           payload: { name: 'Flaky' },
         })
       ).json().id;
-      await app.inject({
+      await flaky.call({
         method: 'POST',
         url: `/api/organizations/${org}/credits/add`,
-        headers: as,
         payload: { amount: '100' },
       });
       // Warm: the engine now knows the organization, so deductions take the one-round-trip path.
-      await app.inject({
+      await flaky.call({
         method: 'POST',
         url: `/api/organizations/${org}/credits/deduct`,
-        headers: as,
         payload: { amount: '1' },
       });
       lose = 2;
       // Submitted in one tick: the first runs alone, the nine others queue into one batch.
       const settled = await Promise.allSettled(
-        Array.from({ length: 10 }, (_, i) => app.services.ledger.engine.submit(deduction(org, i))),
+        Array.from({ length: 10 }, (_, i) => flaky.app.services.ledger.engine.submit(deduction(org, i))),
       );
       const applied = settled.filter((a) => a.status === 'fulfilled').length;
       const failed = settled.filter((a) => a.status === 'rejected').length;
       expect([applied, failed]).toEqual([1, 9]);
       // Every deduction committed once, whether its answer was lost or not; none twice.
-      const balance = (
-        await app.inject({ method: 'GET', url: `/api/organizations/${org}/balance`, headers: as })
-      ).json();
+      const balance = (await flaky.call({ method: 'GET', url: `/api/organizations/${org}/balance` })).json();
       expect(balance.available).toBe('98.99999'); // ten deductions of one micro-credit each
-      const verify = await app.inject({ method: 'GET', url: '/api/ledger/verify', headers: as });
+      const verify = await flaky.call({ method: 'GET', url: '/api/ledger/verify' });
       expect(verify.json()).toMatchObject({ ok: true, violations: [] });
     } finally {
-      await app.close();
-      await db.close();
+      await flaky.close();
     }
   });
 
