@@ -1,3 +1,5 @@
+import { setBounded } from './bounded.js';
+
 /**
  * Failed attempts per key (an account, an API key's prefix) in fixed windows, in process memory.
  * At most `maxEntries` keys are held, the oldest window dropped first, so a flood of distinct
@@ -17,13 +19,8 @@ export function createAttemptCounter(opts: { max: number; windowMs: number; maxE
   function current(key: string, now: number): { count: number; resetAt: number } {
     let w = windows.get(key);
     if (!w || w.resetAt <= now) {
-      windows.delete(key);
-      if (windows.size >= opts.maxEntries) {
-        const oldest = windows.keys().next().value;
-        if (oldest !== undefined) windows.delete(oldest);
-      }
       w = { count: 0, resetAt: now + opts.windowMs };
-      windows.set(key, w);
+      setBounded(windows, key, w, opts.maxEntries);
     }
     return w;
   }

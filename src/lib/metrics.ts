@@ -114,7 +114,6 @@ export function createMetrics(deps: MetricsDeps) {
 
   return {
     registry,
-    observeRequest: requests.observe,
     processError: (kind: ProcessErrorKind) => processErrors.inc({ kind }),
     /** Times every response by its route pattern (a root hook, so every route has it). */
     install(app: FastifyInstance) {

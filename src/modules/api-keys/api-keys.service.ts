@@ -11,6 +11,7 @@ import {
   authorize,
   type RequestContext,
 } from '../../lib/authz.js';
+import { setBounded } from '../../lib/bounded.js';
 import { newId } from '../../lib/ids.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -120,12 +121,7 @@ export function createApiKeysService(deps: {
       cache.set(prefix, { row, at: now });
       return row;
     }
-    unknown.delete(prefix);
-    if (unknown.size >= NEGATIVE_CACHE_MAX) {
-      const oldest = unknown.keys().next().value;
-      if (oldest !== undefined) unknown.delete(oldest);
-    }
-    unknown.set(prefix, now);
+    setBounded(unknown, prefix, now, NEGATIVE_CACHE_MAX);
     return undefined;
   }
 

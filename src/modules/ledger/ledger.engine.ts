@@ -1,5 +1,6 @@
 import type { Db, Tx } from '../../db/client.js';
 import type { Actor } from '../../lib/authz.js';
+import { setBounded } from '../../lib/bounded.js';
 import { formatAmount } from '../../lib/money.js';
 import { AppError, toProblem } from '../../lib/problem.js';
 import { STALE_STATE, writeBatch, writeBatchStatement } from './ledger.batch.js';
@@ -120,10 +121,8 @@ export function createLedgerEngine(deps: EngineDeps) {
       if (Date.now() < until) return;
       contendedUntil.delete(id);
     }
-    known.delete(id); // re-inserted last: the map's order is least recently written first
     // The batch's book is done with `state`, and each batch decides from copies: no copy here.
-    known.set(id, { state, version });
-    if (known.size > MAX_KNOWN) known.delete(known.keys().next().value as string);
+    setBounded(known, id, { state, version }, MAX_KNOWN);
   }
 
   /** Remembers a committed batch's states: a row it wrote is one version past the one it read. */
