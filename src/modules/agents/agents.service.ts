@@ -2,6 +2,7 @@ import type { Static } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { countsAs } from '../../db/counts.js';
 import { authorize, can, type RequestContext } from '../../lib/authz.js';
+import type { EventBus } from '../../lib/events.js';
 import { newId } from '../../lib/ids.js';
 import { formatMoney, nonNegativeAmount } from '../../lib/money.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
@@ -64,27 +65,23 @@ function view(a: repo.AgentRow, org: Org): AgentView {
 }
 
 /**
- * Agents. Invariants: an agent belongs to exactly one live organization at a time; assigning
+ * Agents: owns the `agents` table and their assignment history. Publishes agent.created,
+ * agent.assigned and agent.deleted in the changing transaction (API keys follow their agent).
+ * Invariants: an agent belongs to exactly one live organization at a time; assigning
  * moves it (audited in both organizations) and unassigning returns it to the internal one; its
  * assignment history has exactly one open interval while it exists. Effective rate = its own
  * billing_rate, else its organization's billing_rate_per_agent.
  */
-/** What other modules keep per agent and must follow it (its API keys), run in the same transaction. */
-export interface AgentHooks {
-  moved: Array<(tx: Tx, agentId: string, organizationId: string) => Promise<void>>;
-  deleted: Array<(tx: Tx, agentId: string) => Promise<void>>;
-}
-
 export function createAgentsService(deps: {
   db: Db;
   audit: AuditService;
   organizations: OrganizationsService;
-  hooks?: AgentHooks;
+  events: EventBus;
   /** The plan's agent limit, checked when an agent joins an organization. */
   capacity?: CapacityCheck;
 }) {
   const { db, audit, organizations } = deps;
-  const hooks: AgentHooks = deps.hooks ?? { moved: [], deleted: [] };
+  const { events } = deps;
 
   async function loadAgent(
     ex: Executor,
@@ -123,7 +120,16 @@ export function createAgentsService(deps: {
     await deps.capacity?.(tx, to.id, 'agents');
     const moved = await repo.updateAgent(tx, agent.id, { organization_id: to.id });
     await repo.moveAssignment(tx, agent.id, moved.updated_at, to.id);
-    for (const hook of hooks.moved) await hook(tx, agent.id, to.id);
+    await events.publish(
+      tx,
+      {
+        type: 'agent.assigned',
+        organization_id: to.id,
+        agent_id: agent.id,
+        from_organization_id: agent.organization_id,
+      },
+      ctx,
+    );
     const change = { organization_id: { before: agent.organization_id, after: to.id } };
     await record(tx, ctx, agent.organization_id, 'agent.moved_out', agent.id, change);
     await record(tx, ctx, to.id, 'agent.assigned', agent.id, change);
@@ -149,6 +155,7 @@ export function createAgentsService(deps: {
         await repo.moveAssignment(tx, agent.id, agent.created_at, org.id);
         const v = view(agent, org);
         await record(tx, ctx, org.id, 'agent.created', agent.id, diff({} as Record<string, unknown>, v));
+        await events.publish(tx, { type: 'agent.created', organization_id: org.id, agent_id: agent.id }, ctx);
         return v;
       });
     },
@@ -217,7 +224,11 @@ export function createAgentsService(deps: {
         const at = new Date();
         await repo.updateAgent(tx, id, { deleted_at: at });
         await repo.moveAssignment(tx, id, at, null);
-        for (const hook of hooks.deleted) await hook(tx, id);
+        await events.publish(
+          tx,
+          { type: 'agent.deleted', organization_id: agent.organization_id, agent_id: id },
+          ctx,
+        );
         await record(tx, ctx, agent.organization_id, 'agent.deleted', id);
       });
     },

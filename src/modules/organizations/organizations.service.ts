@@ -8,6 +8,7 @@ import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagina
 import { AppError } from '../../lib/problem.js';
 import { slugCandidate, slugify } from '../../lib/slug.js';
 import { type AuditEventView, type AuditService, diff } from '../audit/audit.service.js';
+import { type Hub, runGuards } from '../kernel.js';
 import * as repo from './organizations.repo.js';
 import type {
   CreateOrganizationBody,
@@ -75,39 +76,24 @@ function freeSlug(base: string, taken: Set<string>): string {
   }
 }
 
-/**
- * Organizations: creation with unique slugs, reads, updates, activation, deletion and export.
- * Invariants: a live slug is unique; the default organization always exists; every change is
- * audited in the transaction that makes it.
- */
-export interface OrganizationLifecycle {
-  /** Refusals checked in the creating transaction of a top-level organization, before it is written (the plan's limit of organizations per account). */
-  creating: Array<(tx: Tx, ctx: RequestContext) => Promise<void>>;
-  /** Run in the creating transaction, so that what other modules keep per organization exists with it. */
-  created: Array<(tx: Tx, organizationId: string, ctx: RequestContext) => Promise<void>>;
-  /** Run in the deleting transaction: other modules drop what must not outlive it (memberships, keys). */
-  deleted: Array<(tx: Tx, organizationId: string) => Promise<void>>;
-  /** Refusals checked in the deleting transaction before anything is written (agents attached, ...). */
-  deleting: Array<(tx: Tx, organizationId: string) => Promise<void>>;
-  /** Extra fields for the detail view (member_count, agents, ...), from the modules that own them. */
-  details: Array<(db: Executor, organizationId: string) => Promise<Record<string, unknown>>>;
-  /** Counts shown in list rows (members, agents, teams), one query per contributor for a whole page. */
-  counts: Array<(db: Executor, organizationIds: string[]) => Promise<Map<string, Record<string, number>>>>;
-  /** Sections of the export document (members, ledger, keys, ...), from the modules that own them. */
-  exports: Array<(db: Executor, organizationId: string) => Promise<Record<string, unknown>>>;
-}
-
 const LIVENESS_CHANNEL = 'orgbase_organizations';
 /** A backstop only: changes of liveness reach every process at once through NOTIFY. */
 const LIVENESS_CACHE_MS = 60_000;
 
+/**
+ * Organizations: creation with unique slugs, reads, updates, activation, deletion and export.
+ * Owns the `organizations` table and its rate history. Invariants: a live slug is unique; the
+ * default organization always exists; every change is audited and published (organization.*
+ * events) in the transaction that makes it; what other modules refuse or add (guards, views)
+ * comes from their module declarations through the hub.
+ */
 export function createOrganizationsService(deps: {
   db: Db;
   audit: AuditService;
-  lifecycle?: OrganizationLifecycle;
-  listen?: DbHandle['listen'];
+  hub: Pick<Hub, 'events' | 'guards' | 'views'>;
+  listen?: DbHandle['listen'] | undefined;
 }) {
-  const { db, audit } = deps;
+  const { db, audit, hub } = deps;
   // Whether an organization is live and active, read on every debit: cached, and invalidated in
   // every process by a NOTIFY sent in the transaction that changes it.
   const liveness = new Map<string, { active: boolean; at: number }>();
@@ -133,15 +119,6 @@ export function createOrganizationsService(deps: {
     }
     return out;
   }
-  const lifecycle: OrganizationLifecycle = deps.lifecycle ?? {
-    creating: [],
-    created: [],
-    deleted: [],
-    deleting: [],
-    details: [],
-    counts: [],
-    exports: [],
-  };
 
   /** Finds an organization by id or slug; 404 when missing. */
   async function load(
@@ -187,6 +164,13 @@ export function createOrganizationsService(deps: {
           targetId: row.id,
           changes,
         });
+        await hub.events.publish(
+          tx,
+          row.active !== current.active
+            ? { type: 'organization.toggled', organization_id: row.id, active: row.active }
+            : { type: 'organization.updated', organization_id: row.id, fields: Object.keys(changes) },
+          ctx,
+        );
       }
       return toView(row);
     });
@@ -213,7 +197,7 @@ export function createOrganizationsService(deps: {
 
     /**
      * Creates an organization. `within` makes it a sub-organization (the caller checked the
-     * parent's rules) and runs `inTransaction` in the creating transaction, after the lifecycle hooks.
+     * parent's rules) and runs `inTransaction` in the creating transaction, after organization.created is handled.
      */
     async create(
       ctx: RequestContext,
@@ -240,7 +224,7 @@ export function createOrganizationsService(deps: {
       };
       return db.transaction().execute(async (tx) => {
         if (within) await within.beforeInsert(tx);
-        else for (const guard of lifecycle.creating) await guard(tx, ctx);
+        else await runGuards(hub, 'organization.create', tx, ctx);
         let created: repo.OrganizationRow | undefined;
         if (input.slug !== undefined) {
           created = await repo.insertOrganization(tx, { ...row, slug: input.slug });
@@ -251,7 +235,11 @@ export function createOrganizationsService(deps: {
         } else {
           created = await insertWithGeneratedSlug(tx, row);
         }
-        for (const hook of lifecycle.created) await hook(tx, created.id, ctx);
+        await hub.events.publish(
+          tx,
+          { type: 'organization.created', organization_id: created.id, parent_id: created.parent_id },
+          ctx,
+        );
         const view = toView(created);
         const changes = diff({} as Record<string, unknown>, view);
         await audit.record(tx, ctx, {
@@ -330,7 +318,7 @@ export function createOrganizationsService(deps: {
       });
       const page = toPage(rows, limit, (r) => r.id, toView);
       const ids = page.data.map((o) => o.id);
-      const counts = await Promise.all(lifecycle.counts.map((c) => c(db, ids)));
+      const counts = await Promise.all(hub.views.organizationCounts.map((c) => c(db, ids)));
       return {
         ...page,
         data: page.data.map((o) => ({
@@ -346,7 +334,7 @@ export function createOrganizationsService(deps: {
     async get(ctx: RequestContext, idOrSlug: string): Promise<OrganizationDetail> {
       const row = await load(db, idOrSlug);
       authorize(ctx, ['organization:read'], row.id);
-      const extra = await Promise.all(lifecycle.details.map((d) => d(db, row.id)));
+      const extra = await Promise.all(hub.views.organizationDetail.map((d) => d(db, row.id)));
       return {
         ...toView(row),
         ...Object.assign({}, ...extra),
@@ -423,10 +411,10 @@ export function createOrganizationsService(deps: {
             `Detach or delete its ${children} sub-organization(s) first`,
             { extra: { sub_organization_count: children } },
           );
-        for (const guard of lifecycle.deleting) await guard(tx, row.id);
+        await runGuards(hub, 'organization.delete', tx, row.id);
         await repo.softDeleteOrganization(tx, row.id);
         await announceLiveness(tx, row.id);
-        for (const hook of lifecycle.deleted) await hook(tx, row.id);
+        await hub.events.publish(tx, { type: 'organization.deleted', organization_id: row.id }, ctx);
         await audit.record(tx, ctx, {
           organizationId: row.id,
           action: 'organization.deleted',
@@ -442,7 +430,7 @@ export function createOrganizationsService(deps: {
     async exportData(ctx: RequestContext, idOrSlug: string) {
       const row = await load(db, idOrSlug);
       authorize(ctx, ['organization:export'], row.id);
-      const sections = await Promise.all(lifecycle.exports.map((section) => section(db, row.id)));
+      const sections = await Promise.all(hub.views.organizationExport.map((section) => section(db, row.id)));
       return {
         format: 'orgbase.organization-export.v1',
         exported_at: new Date().toISOString(),

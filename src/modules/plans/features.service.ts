@@ -1,17 +1,11 @@
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, authorizeParentDecision, type RequestContext } from '../../lib/authz.js';
+import type { EventBus } from '../../lib/events.js';
 import { AppError } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { FEATURE_KEYS, FEATURES, type Feature, planIncluding, planOf } from './plans.catalog.js';
 import * as repo from './plans.repo.js';
-
-/** Called, in the changing transaction, with the effective features of every organization whose set may have shrunk. */
-export type FeaturesChanged = (
-  tx: Tx,
-  ctx: RequestContext,
-  effective: Map<string, Set<Feature>>,
-) => Promise<void>;
 
 /** Refuses (403 feature_not_grantable, naming each) features the parent does not have. */
 export function assertGrantable(parentHas: ReadonlySet<Feature>, features: readonly Feature[]): void {
@@ -65,7 +59,7 @@ export function createFeaturesService(deps: {
   db: Db;
   audit: AuditService;
   organizations: OrganizationsService;
-  changed: FeaturesChanged[];
+  events: EventBus;
 }) {
   const { db, audit, organizations } = deps;
 
@@ -131,8 +125,8 @@ export function createFeaturesService(deps: {
 
   /**
    * After an organization's features may have shrunk (grants revoked, plan changed, detached):
-   * takes `removed` from every organization below it, audits each, and tells the listeners
-   * (the ledger withdraws overdraft) the effective sets of the whole subtree.
+   * takes `removed` from every organization below it, audits each, and publishes
+   * features.changed with the effective set of each organization of the subtree.
    */
   async function cascade(tx: Tx, ctx: RequestContext, organizationId: string, removed: string[]) {
     const below = await organizations.descendantsOf(tx, [organizationId]);
@@ -155,7 +149,16 @@ export function createFeaturesService(deps: {
         },
       });
     const eff = await effectiveBelow(tx, organizationId);
-    for (const listener of deps.changed) await listener(tx, ctx, eff);
+    for (const [id, features] of eff)
+      await deps.events.publish(
+        tx,
+        {
+          type: 'features.changed',
+          organization_id: id,
+          features: FEATURE_KEYS.filter((f) => features.has(f)),
+        },
+        ctx,
+      );
   }
 
   return {

@@ -1,6 +1,7 @@
 import type { PlanChanges } from '../../config.js';
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, authorizeParentDecision, type RequestContext } from '../../lib/authz.js';
+import type { EventBus } from '../../lib/events.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
@@ -12,7 +13,6 @@ import {
   type Limit,
   PLAN_KEYS,
   PLANS,
-  type Plan,
   type PlanKey,
   planOf,
 } from './plans.catalog.js';
@@ -38,19 +38,15 @@ export function periodEnd(start: Date, cycle: string): Date {
   return addMonths(start, cycle === 'annual' ? 12 : 1);
 }
 
-/**
- * Run in the transaction that changed an organization's plan (the ledger sets its usage allowance
- * and lowers an overdraft limit above the plan's cap); `ctx` is who changed it (absent at creation).
- */
-export type PlanChanged = (tx: Tx, organizationId: string, plan: Plan, ctx?: RequestContext) => Promise<void>;
-
 const SYSTEM_CTX: RequestContext = {
   actor: { type: 'operator', id: 'system' },
   requestId: 'subscription-renewal',
 };
 
 /**
- * Plans and subscriptions. Invariants: every organization has one subscription; a plan change
+ * Plans and subscriptions: owns the `subscriptions` table and the plan catalogue's application
+ * (the plan column is the organizations module's, set through its service). Publishes
+ * subscription.changed in the transaction that moves an organization to a plan. Invariants: every organization has one subscription; a plan change
  * that would leave usage above the new plan's limits is refused; a limited resource is added
  * only while the count, read under the subscription's row lock, is below the plan's limit.
  */
@@ -59,8 +55,9 @@ export function createPlansService(deps: {
   audit: AuditService;
   organizations: OrganizationsService;
   features: FeaturesService;
+  /** How much of each limit an organization uses, from the modules that own the things (`hub.limits`). */
   counters: Partial<Record<Limit, Counter>>;
-  planChanged: PlanChanged[];
+  events: EventBus;
   /** PLAN_CHANGES: `operator` keeps plans with a fee the operator's to give; `owners` lets subscription:manage change any. */
   planChanges?: PlanChanges;
 }) {
@@ -105,7 +102,11 @@ export function createPlansService(deps: {
   /** Moves the organization to `plan` in `tx`: the plan column, its limits in the ledger, features below. */
   async function applyPlan(tx: Tx, ctx: RequestContext, organizationId: string, from: PlanKey, to: PlanKey) {
     await organizations.setFields(tx, organizationId, { plan: to });
-    for (const hook of deps.planChanged) await hook(tx, organizationId, PLANS[to], ctx);
+    await deps.events.publish(
+      tx,
+      { type: 'subscription.changed', organization_id: organizationId, from, to },
+      ctx,
+    );
     const lost = PLANS[from].features.filter((f) => !PLANS[to].features.includes(f));
     await features.cascade(tx, ctx, organizationId, lost);
   }
@@ -177,7 +178,12 @@ export function createPlansService(deps: {
         current_period_start: now,
         current_period_end: periodEnd(now, 'monthly'),
       });
-      for (const hook of deps.planChanged) await hook(tx, organizationId, planOf(org.plan));
+      await deps.events.publish(tx, {
+        type: 'subscription.changed',
+        organization_id: organizationId,
+        from: null,
+        to: planOf(org.plan).key,
+      });
     },
 
     /** The plan's refusals (plans.limits.ts), checked by the modules that add limited things. */
