@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { RequestContext } from './lib/authz.js';
 import { createDrain, type Drain } from './lib/drain.js';
+import type { EventBus } from './lib/events.js';
 import { healthRoutes } from './lib/health.js';
 import {
   clientErrorHandler,
@@ -32,7 +33,8 @@ declare module 'fastify' {
 }
 
 export type Services = ServiceMap;
-export type App = FastifyInstance & { services: Services; metrics: Metrics; drain: Drain };
+/** `events`: the domain-event bus, for what subscribes from outside the modules (an outbox, tests). */
+export type App = FastifyInstance & { services: Services; events: EventBus; metrics: Metrics; drain: Drain };
 
 const VERSION = '0.1.0';
 
@@ -63,7 +65,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   deps.instrument?.(app);
-  const { services, modules } = await assemble(MODULES, deps, app.log);
+  const { services, kernel, modules } = await assemble(MODULES, deps, app.log);
   const drain = createDrain();
   const metrics = createMetrics({
     db: deps.db,
@@ -159,6 +161,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
 
   const decorated = app as unknown as App;
   decorated.decorate('services', services);
+  decorated.decorate('events', kernel.hub.events);
   decorated.decorate('metrics', metrics);
   decorated.decorate('drain', drain);
   return decorated;

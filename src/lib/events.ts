@@ -48,7 +48,10 @@ export interface EventBus {
   /** Runs the handlers of `event.type` in `tx`, in the order they subscribed; a throw aborts the change. */
   publish<T extends EventType>(tx: Tx, event: DomainEvent<T>, ctx?: RequestContext): Promise<void>;
   subscribe(handlers: EventHandlers): void;
-  /** Every event, after its typed handlers (the outbox). */
+  /**
+   * Every event, before its typed handlers: an outbox sees an event before those its handlers
+   * publish (organization.created, then the subscription.changed its new plan causes).
+   */
   subscribeAll(handler: EventHandler<EventType>): void;
 }
 
@@ -59,8 +62,8 @@ export function createEventBus(): EventBus {
     async publish(tx, event, ctx) {
       const handlers = byType.get(event.type);
       const e = event as DomainEvent;
-      if (handlers) for (const h of handlers) await h(tx, e, ctx);
       for (const h of all) await h(tx, e, ctx);
+      if (handlers) for (const h of handlers) await h(tx, e, ctx);
     },
     subscribe(handlers) {
       for (const [type, handler] of Object.entries(handlers) as Array<[EventType, EventHandler<EventType>]>) {

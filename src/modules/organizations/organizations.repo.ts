@@ -258,3 +258,8 @@ export async function findRateHistories(
   for (const list of out.values()) if (list.length > 1) list.sort((a, b) => a.at.getTime() - b.at.getTime());
   return out;
 }
+
+/** NOTIFY `channel` with `payload` when `tx` commits (other processes forget what they cached). */
+export async function notify(tx: Tx, channel: string, payload: string): Promise<void> {
+  await sql`select pg_notify(${channel}, ${payload})`.execute(tx);
+}

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Static } from 'typebox';
 import type { Db, DbHandle, Executor, Tx } from '../../db/client.js';
 import { authorize, can, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
@@ -9,6 +8,7 @@ import { AppError } from '../../lib/problem.js';
 import { slugCandidate, slugify } from '../../lib/slug.js';
 import { type AuditEventView, type AuditService, diff } from '../audit/audit.service.js';
 import { type Hub, runGuards } from '../kernel.js';
+import { createLiveness } from './organizations.liveness.js';
 import * as repo from './organizations.repo.js';
 import type {
   CreateOrganizationBody,
@@ -76,10 +76,6 @@ function freeSlug(base: string, taken: Set<string>): string {
   }
 }
 
-const LIVENESS_CHANNEL = 'orgbase_organizations';
-/** A backstop only: changes of liveness reach every process at once through NOTIFY. */
-const LIVENESS_CACHE_MS = 60_000;
-
 /**
  * Organizations: creation with unique slugs, reads, updates, activation, deletion and export.
  * Owns the `organizations` table and its rate history. Invariants: a live slug is unique; the
@@ -94,31 +90,7 @@ export function createOrganizationsService(deps: {
   listen?: DbHandle['listen'] | undefined;
 }) {
   const { db, audit, hub } = deps;
-  // Whether an organization is live and active, read on every debit: cached, and invalidated in
-  // every process by a NOTIFY sent in the transaction that changes it.
-  const liveness = new Map<string, { active: boolean; at: number }>();
-
-  async function announceLiveness(tx: Tx, organizationId: string) {
-    await sql`select pg_notify(${LIVENESS_CHANNEL}, ${organizationId})`.execute(tx);
-  }
-
-  async function liveStates(ex: Executor, ids: string[]): Promise<Map<string, { active: boolean }>> {
-    const now = Date.now();
-    const out = new Map<string, { active: boolean }>();
-    const missing: string[] = [];
-    for (const id of ids) {
-      const hit = liveness.get(id);
-      if (hit && now - hit.at < LIVENESS_CACHE_MS) out.set(id, { active: hit.active });
-      else missing.push(id);
-    }
-    if (missing.length) {
-      for (const [id, state] of await repo.findLiveStates(ex, missing)) {
-        out.set(id, state);
-        liveness.set(id, { active: state.active, at: now });
-      }
-    }
-    return out;
-  }
+  const liveness = createLiveness(deps.listen);
 
   /** Finds an organization by id or slug; 404 when missing. */
   async function load(
@@ -153,7 +125,7 @@ export function createOrganizationsService(deps: {
       const current = await load(tx, idOrSlug, { forUpdate: true });
       authorize(ctx, [permission], current.id);
       const { row, action } = await change(tx, current);
-      if (row.active !== current.active) await announceLiveness(tx, row.id);
+      if (row.active !== current.active) await liveness.announce(tx, row.id);
       if (action) {
         const changes = diff(toView(current), toView(row));
         delete changes.updated_at;
@@ -175,7 +147,7 @@ export function createOrganizationsService(deps: {
       return toView(row);
     });
     // Committed: this process must not wait for its own NOTIFY.
-    liveness.delete(view.id);
+    liveness.forget(view.id);
     return view;
   }
 
@@ -183,17 +155,10 @@ export function createOrganizationsService(deps: {
     load,
 
     /** Starts hearing other processes' changes of liveness (activation, deletion). */
-    async start(): Promise<() => Promise<void>> {
-      if (!deps.listen) return async () => {};
-      return deps.listen(
-        LIVENESS_CHANNEL,
-        (id) => liveness.delete(id),
-        () => liveness.clear(),
-      );
-    },
+    start: liveness.start,
 
     /** Which of `ids` are live organizations, and whether each is active (for the ledger's hot path). */
-    liveStates,
+    liveStates: liveness.states,
 
     /**
      * Creates an organization. `within` makes it a sub-organization (the caller checked the
@@ -413,7 +378,7 @@ export function createOrganizationsService(deps: {
           );
         await runGuards(hub, 'organization.delete', tx, row.id);
         await repo.softDeleteOrganization(tx, row.id);
-        await announceLiveness(tx, row.id);
+        await liveness.announce(tx, row.id);
         await hub.events.publish(tx, { type: 'organization.deleted', organization_id: row.id }, ctx);
         await audit.record(tx, ctx, {
           organizationId: row.id,
@@ -423,7 +388,7 @@ export function createOrganizationsService(deps: {
         });
         return row.id;
       });
-      liveness.delete(id);
+      liveness.forget(id);
     },
 
     /** Everything the organization owns, in one document, so its users can take their data. */
