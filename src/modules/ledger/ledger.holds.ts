@@ -8,9 +8,10 @@ import type { Executor } from '../../db/client.js';
 import type { Actor, RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { AppError, invalidField } from '../../lib/problem.js';
-import { type Book, refusal } from './ledger.book.js';
-import { idem, type LedgerContext, ok } from './ledger.context.js';
+import type { Book } from './ledger.book.js';
+import { idem, type LedgerContext } from './ledger.context.js';
 import { CREDITS, checkDebit, HELD, SYSTEM } from './ledger.core.js';
+import { applied, refused } from './ledger.outcome.js';
 import type { CreateHoldBody } from './ledger.schema.js';
 import { fmt, type HoldView, positive, viewHold, viewTransaction } from './ledger.views.js';
 
@@ -89,8 +90,8 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
         ]),
         run: async (book) => {
           // The monthly limit is checked here, so that capturing finished work is never refused.
-          const refused = checkDebit(book.state(org.id), amount, book.month, true, fmt);
-          if (refused) return refusal(refused.code, refused.detail, ctx.requestId);
+          const refusal = checkDebit(book.state(org.id), amount, book.month, true, fmt);
+          if (refusal) return refused(refusal.code, refusal.detail, ctx.requestId);
           const id = newId('hld');
           book.post(org.id, {
             type: 'hold',
@@ -115,7 +116,7 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
             })
             .returningAll()
             .executeTakeFirstOrThrow();
-          return ok(201, viewHold(hold));
+          return applied(viewHold(hold));
         },
       });
     },
@@ -137,10 +138,10 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
         run: async (book) => {
           const hold = await lockHold(book, org.id, holdId);
           if (hold.status !== 'active')
-            return refusal('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
+            return refused('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
           if (hold.expires_at <= book.now) {
             await closeHold(book, hold, 'expired', HOLD_EXPIRY);
-            return refusal('hold_not_active', 'The hold expired before it was captured', ctx.requestId);
+            return refused('hold_not_active', 'The hold expired before it was captured', ctx.requestId);
           }
           const amount = requested ?? hold.amount;
           if (amount > hold.amount)
@@ -159,7 +160,7 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
             actor: ctx.actor,
           });
           const closed = await markClosed(book, hold, { status: 'captured', captured_amount: amount });
-          return ok(200, { hold: viewHold(closed), transaction: viewTransaction(t) });
+          return applied({ hold: viewHold(closed), transaction: viewTransaction(t) });
         },
       });
     },
@@ -173,9 +174,9 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
         run: async (book) => {
           const hold = await lockHold(book, org.id, holdId);
           if (hold.status !== 'active')
-            return refusal('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
+            return refused('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
           const { hold: closed, transaction } = await closeHold(book, hold, 'released', ctx.actor);
-          return ok(200, { hold: viewHold(closed), transaction: viewTransaction(transaction) });
+          return applied({ hold: viewHold(closed), transaction: viewTransaction(transaction) });
         },
       });
     },
@@ -202,14 +203,14 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
             requestId: 'hold-expiry',
             run: async (book) => {
               const hold = await lockHold(book, d.organization_id, d.id);
-              if (hold.status !== 'active' || hold.expires_at > book.now) return ok(200, null);
+              if (hold.status !== 'active' || hold.expires_at > book.now) return applied<string | null>(null);
               await closeHold(book, hold, 'expired', HOLD_EXPIRY);
-              return ok(200, hold.id);
+              return applied<string | null>(hold.id);
             },
           }),
         ),
       );
-      return results.filter((r) => r.body !== null).length;
+      return results.filter((o) => o.ok && o.value !== null).length;
     },
   };
 }

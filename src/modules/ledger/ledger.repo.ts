@@ -4,6 +4,7 @@ import { pgArray } from '../../db/pg-array.js';
 
 import type { LedgerTransactionsTable } from '../../db/schema.js';
 import { CREDITS, type CreditState, type TeamState } from './ledger.core.js';
+import type { Outcome } from './ledger.outcome.js';
 
 export interface NewTransaction {
   organization_id: string;
@@ -97,7 +98,7 @@ export async function lockAccountsAndFindRecords(
 ): Promise<{
   states: Map<string, CreditState>;
   versions: Map<string, bigint>;
-  records: IdempotencyRecord[];
+  records: StoredRecord[];
 }> {
   const { rows } = await sql<{ kind: 'account' | 'record'; row: Record<string, unknown> }>`with
     locked as (
@@ -112,17 +113,17 @@ export async function lockAccountsAndFindRecords(
     select 'account' as kind, to_jsonb(locked) as row from locked
     union all
     select 'record', jsonb_build_object('organization_id', r.organization_id, 'key', r.key,
-      'fingerprint', r.fingerprint, 'status_code', r.status_code, 'response', r.response)
+      'fingerprint', r.fingerprint, 'outcome', r.outcome, 'status_code', r.status_code, 'response', r.response)
     from idempotency_records r
     join unnest(${pgArray(pairs.map((p) => p[0]))}::text[], ${pgArray(pairs.map((p) => p[1]))}::text[]) as v(o, k)
       on r.organization_id = v.o and r.key = v.k`.execute(db);
   const states = new Map<string, CreditState>();
   const versions = new Map<string, bigint>();
-  const records: IdempotencyRecord[] = [];
+  const records: StoredRecord[] = [];
   const big = (v: unknown) => BigInt(v as string);
   for (const { kind, row } of rows) {
     if (kind === 'record') {
-      records.push(row as unknown as IdempotencyRecord);
+      records.push(row as unknown as StoredRecord);
       continue;
     }
     const r: CreditRow = {
@@ -232,11 +233,24 @@ export interface UsageRollup {
   cost: bigint;
 }
 
+/** An idempotency record as a batch writes it: the outcome is stored as text (toStored). */
 export interface IdempotencyRecord {
   organization_id: string;
   key: string;
   fingerprint: string;
-  status_code: number;
+  outcome: Outcome;
+}
+
+/**
+ * An idempotency record as stored: `outcome` text, or, written before migration 0013, the
+ * HTTP status and body (read back by fromStored in ledger.outcome.ts).
+ */
+export interface StoredRecord {
+  organization_id: string;
+  key: string;
+  fingerprint: string;
+  outcome: string | null;
+  status_code: number | null;
   response: unknown;
 }
 

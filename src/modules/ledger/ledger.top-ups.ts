@@ -6,9 +6,9 @@ import type { Tx } from '../../db/client.js';
 import type { Actor, RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { AppError } from '../../lib/problem.js';
-import { type OpResult, refusal } from './ledger.book.js';
-import { type LedgerContext, ok } from './ledger.context.js';
+import type { LedgerContext } from './ledger.context.js';
 import { CREDITS, type CreditState, checkCredit, SYSTEM } from './ledger.core.js';
+import { applied, type Outcome, refused } from './ledger.outcome.js';
 import { fmt, type TopUpView, viewTopUp } from './ledger.views.js';
 import type { PaymentProvider } from './payments.js';
 
@@ -44,7 +44,7 @@ export function createLedgerTopUps({ db, payments, engine, resolve }: LedgerCont
     topUpId: string,
     actor: Actor,
     requestId: string,
-  ): Promise<OpResult> {
+  ): Promise<Outcome<TopUpView>> {
     return engine.submit({
       organizationIds: [orgId],
       requestId,
@@ -58,9 +58,9 @@ export function createLedgerTopUps({ db, payments, engine, resolve }: LedgerCont
           .executeTakeFirst();
         if (!t) throw new AppError('not_found', `No top-up "${topUpId}"`);
         if (t.status !== 'pending')
-          return refusal('top_up_not_pending', `The top-up is ${t.status}`, requestId);
+          return refused('top_up_not_pending', `The top-up is ${t.status}`, requestId);
         const capped = checkCredit(book.state(orgId), t.amount, fmt);
-        if (capped) return refusal(capped.code, capped.detail, requestId);
+        if (capped) return refused(capped.code, capped.detail, requestId);
         const txn = book.post(orgId, {
           type: 'top_up',
           amount: t.amount,
@@ -79,7 +79,7 @@ export function createLedgerTopUps({ db, payments, engine, resolve }: LedgerCont
           .where('id', '=', topUpId)
           .returningAll()
           .executeTakeFirstOrThrow();
-        return ok(200, viewTopUp(paid));
+        return applied(viewTopUp(paid));
       },
     });
   }
