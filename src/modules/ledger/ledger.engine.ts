@@ -254,7 +254,7 @@ export function createLedgerEngine(deps: EngineDeps) {
 
   /** The locking path: one transaction that locks and reads the rows, decides, and writes. */
   async function executeLocked(ops: LedgerOp[]): Promise<Outcome[]> {
-    const done = await deps.db.transaction().execute(async (tx) => {
+    const done = await repo.transaction(deps.db, async (tx) => {
       const ids = organizationsOf(ops);
       const live = await deps.organizationStates(tx, ids);
       const liveIds = ids.filter((id) => live.has(id));

@@ -11,6 +11,7 @@ import { AppError, invalidField } from '../../lib/problem.js';
 import type { Book } from './ledger.book.js';
 import { idem, type LedgerContext } from './ledger.context.js';
 import { CREDITS, checkDebit, HELD, SYSTEM } from './ledger.core.js';
+import * as repo from './ledger.holds.repo.js';
 import { applied, refused } from './ledger.outcome.js';
 import type { CreateHoldBody } from './ledger.schema.js';
 import { fmt, type HoldView, positive, viewHold, viewTransaction } from './ledger.views.js';
@@ -19,38 +20,24 @@ const HOLD_EXPIRY: Actor = { type: 'operator', id: 'hold_expiry' };
 
 /** The hold, or a 404; `forUpdate` locks its row until the transaction ends. */
 async function findHold(ex: Executor, orgId: string, holdId: string, forUpdate: boolean) {
-  const hold = await ex
-    .selectFrom('ledger_holds')
-    .selectAll()
-    .where('organization_id', '=', orgId)
-    .where('id', '=', holdId)
-    .$if(forUpdate, (q) => q.forUpdate())
-    .executeTakeFirst();
+  const hold = await repo.findHold(ex, orgId, holdId, { forUpdate });
   if (!hold) throw new AppError('not_found', `No hold "${holdId}"`);
   return hold;
 }
-
-type HoldRow = Awaited<ReturnType<typeof findHold>>;
 
 const lockHold = (book: Book, orgId: string, holdId: string) => findHold(book.tx, orgId, holdId, true);
 
 /** Closes the hold's row now with its final status; the caller has posted the matching transaction. */
 function markClosed(
   book: Book,
-  hold: HoldRow,
+  hold: repo.HoldRow,
   set: { status: 'captured'; captured_amount: bigint } | { status: 'released' | 'expired' },
 ) {
-  return book.tx
-    .updateTable('ledger_holds')
-    .set({ ...set, closed_at: book.now })
-    .where('organization_id', '=', hold.organization_id)
-    .where('id', '=', hold.id)
-    .returningAll()
-    .executeTakeFirstOrThrow();
+  return repo.updateHoldClosed(book.tx, hold.organization_id, hold.id, set, book.now);
 }
 
 /** Returns an active hold's credits (release or expiry), closing it. */
-async function closeHold(book: Book, hold: HoldRow, status: 'released' | 'expired', actor: Actor) {
+async function closeHold(book: Book, hold: repo.HoldRow, status: 'released' | 'expired', actor: Actor) {
   const t = book.post(hold.organization_id, {
     type: status === 'released' ? 'release' : 'expiry',
     amount: hold.amount,
@@ -104,18 +91,14 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
             relatedId: id,
             actor: ctx.actor,
           });
-          const hold = await book.tx
-            .insertInto('ledger_holds')
-            .values({
-              organization_id: org.id,
-              id,
-              amount,
-              description: body.description ?? null,
-              metadata: JSON.stringify(body.metadata ?? {}),
-              expires_at: new Date(book.now.getTime() + seconds * 1000),
-            })
-            .returningAll()
-            .executeTakeFirstOrThrow();
+          const hold = await repo.insertHold(book.tx, {
+            organization_id: org.id,
+            id,
+            amount,
+            description: body.description ?? null,
+            metadata: JSON.stringify(body.metadata ?? {}),
+            expires_at: new Date(book.now.getTime() + seconds * 1000),
+          });
           return applied(viewHold(hold));
         },
       });
@@ -188,14 +171,7 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
 
     /** Returns the credits of every hold past its deadline. Safe to run from every process at once. */
     async expireDueHolds(limit = 500): Promise<number> {
-      const due = await db
-        .selectFrom('ledger_holds')
-        .select(['organization_id', 'id'])
-        .where('status', '=', 'active')
-        .where('expires_at', '<=', new Date())
-        .orderBy('expires_at')
-        .limit(limit)
-        .execute();
+      const due = await repo.findDueHolds(db, new Date(), limit);
       const results = await Promise.all(
         due.map((d) =>
           engine.submit({

@@ -1,5 +1,10 @@
+/**
+ * The ledger's SQL: accounts, transactions, idempotency records, team budgets, the invariant
+ * check. Holds and top-ups have repos of their own (ledger.holds.repo.ts, ledger.top-ups.repo.ts),
+ * the usage roll-ups' reads too (ledger.usage.repo.ts); a batch's one write is ledger.batch.ts.
+ */
 import { type Selectable, sql } from 'kysely';
-import type { Executor } from '../../db/client.js';
+import type { Db, Executor, Tx } from '../../db/client.js';
 import { pgArray } from '../../db/pg-array.js';
 
 import type { LedgerTransactionsTable } from '../../db/schema.js';
@@ -56,6 +61,35 @@ function toState(r: CreditRow, active: boolean): CreditState {
     autoRechargeAmount: r.auto_recharge_amount,
     autoRechargePaymentMethod: r.auto_recharge_payment_method,
   };
+}
+
+/** Runs `work` in one database transaction: committed when it resolves, rolled back if it throws. */
+export function transaction<T>(db: Db, work: (tx: Tx) => Promise<T>): Promise<T> {
+  return db.transaction().execute(work);
+}
+
+/** Every account of the organization with its balance, by code. */
+export function findAccounts(db: Executor, organizationId: string) {
+  return db
+    .selectFrom('ledger_accounts')
+    .select(['code', 'balance'])
+    .where('organization_id', '=', organizationId)
+    .orderBy('code')
+    .execute();
+}
+
+/** The `credits` balance of each of these organizations that has an account. */
+export async function findCreditBalances(
+  db: Executor,
+  organizationIds: string[],
+): Promise<Map<string, bigint>> {
+  const rows = await db
+    .selectFrom('ledger_accounts')
+    .select(['organization_id', 'balance'])
+    .where('organization_id', 'in', organizationIds)
+    .where('code', '=', CREDITS)
+    .execute();
+  return new Map(rows.map((r) => [r.organization_id, r.balance]));
 }
 
 /** Creates the `credits` accounts that do not exist yet (idempotent). */
