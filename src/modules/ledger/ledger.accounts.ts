@@ -194,12 +194,6 @@ export function createLedgerAccounts({ db, organizations, resolve, audit, settin
       return rows.map(rowToView);
     },
 
-    /** Usage per organization over [from, to] (UTC days, inclusive), from the daily roll-ups. */
-    async usageByOrganization(ex: Executor, organizationIds: string[], from: string, to: string) {
-      if (organizationIds.length === 0) return new Map<string, repo.UsageTotals>();
-      return repo.sumUsageByOrganization(ex, organizationIds, from, to);
-    },
-
     /** Opens the organization's credits account; run when the organization is created. */
     openAccount: (tx: Tx, organizationId: string) => repo.insertCreditAccounts(tx, [organizationId]),
 

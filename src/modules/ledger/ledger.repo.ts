@@ -348,27 +348,3 @@ export async function countLedger(db: Executor): Promise<{ transactions: number;
     (select count(*) from ledger_transactions) as t, (select count(*) from ledger_accounts) as a`.execute(db);
   return { transactions: Number(rows[0]?.t ?? 0), accounts: Number(rows[0]?.a ?? 0) };
 }
-
-export interface UsageTotals {
-  events: bigint;
-  credits: bigint;
-  tokens_in: bigint;
-  tokens_out: bigint;
-  cost: bigint;
-}
-
-/** Sums the daily roll-ups of each organization over [from, to] (inclusive UTC days), in one query. */
-export async function sumUsageByOrganization(
-  db: Executor,
-  organizationIds: string[],
-  from: string,
-  to: string,
-): Promise<Map<string, UsageTotals>> {
-  const { rows } = await sql<UsageTotals & { organization_id: string }>`
-    select organization_id, sum(events)::bigint as events, sum(credits)::bigint as credits,
-      sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out, sum(cost)::bigint as cost
-    from usage_org_daily
-    where organization_id = any(${pgArray(organizationIds)}::text[]) and day between ${from}::date and ${to}::date
-    group by organization_id`.execute(db);
-  return new Map(rows.map(({ organization_id, ...t }) => [organization_id, t]));
-}
