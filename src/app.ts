@@ -316,7 +316,7 @@ async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Serv
     mail,
     invitations,
     agents,
-    billing: createBillingService({ db, organizations, agents }),
+    billing: createBillingService({ db, organizations, agents, ledger }),
     teams,
     plans,
     features,
