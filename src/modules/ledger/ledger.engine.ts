@@ -230,7 +230,8 @@ export function createLedgerEngine(deps: EngineDeps) {
       const decided = await decide(ops, book, new Map());
       if (book.recharge.size > 0) return undefined; // starting a top-up takes the locking path
       outcomes = decided.outcomes;
-      statement = writeBatchStatement(batchOutcome(book, decided.records), {
+      const batch = batchOutcome(book, decided.records);
+      statement = writeBatchStatement(batch, {
         organizationIds: ids,
         versions: ids.map((id) => read.get(id) as bigint),
       });
@@ -289,7 +290,8 @@ export function createLedgerEngine(deps: EngineDeps) {
         throw unsent(err);
       });
       for (const s of book.recharge) await deps.onRecharge(tx, s, { type: 'operator', id: 'auto_recharge' });
-      const inserted = await writeBatch(tx, batchOutcome(book, decided.records));
+      const batch = batchOutcome(book, decided.records);
+      const inserted = await writeBatch(tx, batch);
       // Another process applied one of these keys since we looked: start over, and replay it.
       if (inserted !== decided.records.length) throw new Retry();
       return { outcomes: decided.outcomes, book, versions: locked.versions };
