@@ -8,6 +8,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerOp } from '../../src/modules/ledger/ledger.book.js';
 import { CREDITS, SYSTEM } from '../../src/modules/ledger/ledger.core.js';
+import { applied, asError } from '../../src/modules/ledger/ledger.outcome.js';
 import { createTestApp, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
@@ -254,7 +255,7 @@ function deduction(org: string, i: number, metadata: Record<string, unknown> = {
         metadata,
         actor: { type: 'operator', id: 'test' },
       });
-      return { status: 201, body: {} };
+      return applied({});
     },
   };
 }
@@ -284,9 +285,11 @@ describe('one tenant cannot fail another’s batch', () => {
       runs.push(clean(victim, i).then((r) => ({ poison: false, status: r.statusCode })));
       if (i % 3 === 0)
         runs.push(
-          engine
-            .submit(poisoned(attacker, i))
-            .then((r) => ({ poison: true, status: r.status, code: (r.body as { code?: string }).code })),
+          engine.submit(poisoned(attacker, i)).then((o) => ({
+            poison: true,
+            status: o.ok ? 201 : asError(o).status,
+            code: o.ok ? undefined : o.code,
+          })),
         );
       else runs.push(clean(attacker, i).then((r) => ({ poison: false, status: r.statusCode })));
     }

@@ -11,6 +11,11 @@ declare module '../kernel.js' {
 export const billingModule = defineModule({
   name: 'billing',
   create: ({ db, services }) =>
-    createBillingService({ db, organizations: services.organizations, agents: services.agents }),
+    createBillingService({
+      db,
+      organizations: services.organizations,
+      agents: services.agents,
+      ledger: services.ledger,
+    }),
   routes: (billing) => billingRoutes(billing),
 });

@@ -5,12 +5,12 @@ import {
   AnalyticsResponse,
   BillingQuery,
   BillingResponse,
-  type BillingService,
   PlatformSummaryQuery,
   PlatformSummaryResponse,
   SummaryQuery,
   SummaryResponse,
-} from './billing.service.js';
+} from './billing.schema.js';
+import type { BillingService } from './billing.service.js';
 
 const tags = ['billing'];
 

@@ -1,124 +1,33 @@
-import { sql } from 'kysely';
-import { type Static, Type } from 'typebox';
+/**
+ * Billing owns no table: it is arithmetic over what other modules keep. Per-agent monthly
+ * records, an organization's monthly summary, the platform's month per currency, and usage
+ * analytics, from the usage roll-ups the ledger keeps per organization, agent and day in the
+ * transaction of each debit (read through the ledger's usage read model, never by scanning
+ * events), agents' assignments and rate histories (agents service) and organizations' rates and
+ * currencies (organizations service). Revenue is each agent's effective rate pro-rated by the UTC
+ * days it belonged to the organization in the month (billing.logic.ts).
+ */
+import type { Static } from 'typebox';
 import type { Db } from '../../db/client.js';
 import { authorize, type RequestContext } from '../../lib/authz.js';
 import { ID_PATTERN } from '../../lib/ids.js';
 import { formatAmount, formatMoney } from '../../lib/money.js';
 import { invalidField } from '../../lib/problem.js';
-import { DayString, MonthString } from '../../lib/schema.js';
 import type { AgentsService } from '../agents/agents.service.js';
+import type { LedgerUsage, UsageTotals } from '../ledger/ledger.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { billDays, type Month, monthKey, monthOf, monthsBetween } from './billing.logic.js';
+import type {
+  AnalyticsQuery,
+  AnalyticsResponse,
+  BillingQuery,
+  BillingResponse,
+  PlatformSummaryQuery,
+  PlatformSummaryResponse,
+  SummaryQuery,
+  SummaryResponse,
+} from './billing.schema.js';
 
-export const BillingQuery = Type.Object(
-  { month: Type.Optional(MonthString) },
-  { additionalProperties: false },
-);
-export const SummaryQuery = Type.Object(
-  { from: Type.Optional(MonthString), to: Type.Optional(MonthString) },
-  { additionalProperties: false },
-);
-export const AnalyticsQuery = Type.Object(
-  {
-    from: Type.Optional(DayString()),
-    to: Type.Optional(DayString()),
-    top: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10 })),
-  },
-  { additionalProperties: false },
-);
-
-const Totals = {
-  events: Type.Integer(),
-  credits: Type.String(),
-  tokens_in: Type.Integer(),
-  tokens_out: Type.Integer(),
-  cost: Type.String({ description: 'In the organization’s currency' }),
-};
-
-const Projected = Type.Boolean({
-  description:
-    'true when revenue counts days still to come: an assignment open in a month not yet over is billed to the month’s end',
-});
-
-export const BillingResponse = Type.Object({
-  organization_id: Type.String(),
-  month: Type.String(),
-  currency: Type.String(),
-  days_in_month: Type.Integer(),
-  projected: Projected,
-  data: Type.Array(
-    Type.Object({
-      agent_id: Type.Union([Type.String(), Type.Null()], {
-        description: 'null: usage recorded without an agent',
-      }),
-      agent_name: Type.Union([Type.String(), Type.Null()]),
-      days_assigned: Type.Integer(),
-      rate: Type.String({ description: 'The agent’s effective monthly rate' }),
-      revenue: Type.String({ description: 'rate × days_assigned / days_in_month' }),
-      projected: Projected,
-      ...Totals,
-    }),
-  ),
-});
-
-export const SummaryResponse = Type.Object({
-  organization_id: Type.String(),
-  currency: Type.String(),
-  data: Type.Array(
-    Type.Object({
-      month: Type.String(),
-      revenue: Type.String(),
-      projected: Projected,
-      agents: Type.Integer(),
-      ...Totals,
-    }),
-  ),
-});
-
-export const PlatformSummaryQuery = Type.Object(
-  { month: Type.Optional(MonthString) },
-  { additionalProperties: false },
-);
-
-export const PlatformSummaryResponse = Type.Object({
-  month: Type.String(),
-  organizations: Type.Integer({ description: 'Organizations with usage or billed agents in the month' }),
-  projected: Projected,
-  events: Type.Integer(),
-  credits: Type.String(),
-  tokens_in: Type.Integer(),
-  tokens_out: Type.Integer(),
-  by_currency: Type.Array(
-    Type.Object({ currency: Type.String(), revenue: Type.String(), cost: Type.String() }),
-    { description: 'Money is summed per currency, never across currencies' },
-  ),
-});
-
-export const AnalyticsResponse = Type.Object({
-  organization_id: Type.String(),
-  from: Type.String(),
-  to: Type.String(),
-  currency: Type.String(),
-  days: Type.Array(
-    Type.Object({ day: Type.String(), events: Type.Integer(), credits: Type.String(), cost: Type.String() }),
-  ),
-  top_agents: Type.Array(
-    Type.Object({
-      agent_id: Type.String(),
-      agent_name: Type.Union([Type.String(), Type.Null()]),
-      events: Type.Integer(),
-      credits: Type.String(),
-    }),
-  ),
-});
-
-interface UsageTotals {
-  events: bigint;
-  credits: bigint;
-  tokens_in: bigint;
-  tokens_out: bigint;
-  cost: bigint;
-}
 const ZERO: UsageTotals = { events: 0n, credits: 0n, tokens_in: 0n, tokens_out: 0n, cost: 0n };
 
 function totalsView(t: UsageTotals) {
@@ -141,32 +50,14 @@ function add(a: UsageTotals, b: UsageTotals): UsageTotals {
   };
 }
 
-/**
- * Billing and analytics, read from roll-ups the ledger keeps per organization, agent and day in
- * the same transaction as each debit — never by scanning events. Revenue is each agent's
- * effective rate pro-rated by the UTC days it belonged to the organization in the month.
- */
 export function createBillingService(deps: {
   db: Db;
   organizations: OrganizationsService;
   agents: AgentsService;
+  /** The ledger's usage roll-ups. */
+  ledger: Pick<LedgerUsage, 'usageByMonthAndAgent' | 'usageByDay' | 'usageOfEveryOrganization'>;
 }) {
-  const { db, organizations, agents } = deps;
-
-  /** Usage per month and agent over [from, to) (dates), from the daily roll-ups. */
-  async function usageByMonthAndAgent(orgId: string, from: string, to: string) {
-    const { rows } = await sql<UsageTotals & { month: string; agent_id: string }>`select
-        to_char(day, 'YYYY-MM') as month, agent_id, sum(events)::bigint as events, sum(credits)::bigint as credits,
-        sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out, sum(cost)::bigint as cost
-      from usage_daily where organization_id = ${orgId} and day >= ${from}::date and day < ${to}::date
-      group by 1, 2`.execute(db);
-    const out = new Map<string, Map<string, UsageTotals>>();
-    for (const r of rows) {
-      if (!out.has(r.month)) out.set(r.month, new Map());
-      out.get(r.month)?.set(r.agent_id, r);
-    }
-    return out;
-  }
+  const { db, organizations, agents, ledger } = deps;
 
   const dateOf = (d: Date) => d.toISOString().slice(0, 10);
 
@@ -183,7 +74,7 @@ export function createBillingService(deps: {
     const end = months.reduce((a, m) => (m.end > a ? m.end : a), months[0]?.end as Date);
     const [assignments, usage, orgRates, assigned, agentRates] = await Promise.all([
       agents.assignmentsDuring(db, orgId, start, end),
-      usageByMonthAndAgent(orgId, dateOf(start), dateOf(end)),
+      ledger.usageByMonthAndAgent(db, orgId, dateOf(start), dateOf(end)),
       organizations.rateHistories(db, [orgId]),
       agents.assignedDuring(db, orgId, start, end),
       agents.rateHistoriesDuring(db, orgId, start, end),
@@ -342,32 +233,13 @@ export function createBillingService(deps: {
       const month = monthOf(query.month ?? monthKey(now));
       // Everything that does not depend on another read, at once.
       const [usage, assignments, agentRates, orgRates] = await Promise.all([
-        // From the per-organization daily roll-up: one row per organization and day.
-        sql<UsageTotals & { organization_id: string }>`select organization_id, sum(events)::bigint as events,
-            sum(credits)::bigint as credits, sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out,
-            sum(cost)::bigint as cost
-          from usage_org_daily where day >= ${dateOf(month.start)}::date and day < ${dateOf(month.end)}::date
-          group by organization_id`.execute(db),
+        ledger.usageOfEveryOrganization(db, dateOf(month.start), dateOf(month.end)),
         agents.assignmentsDuring(db, null, month.start, month.end),
         agents.rateHistoriesDuring(db, null, month.start, month.end),
         organizations.allRateHistories(db),
       ]);
-      const orgIds = [
-        ...new Set([
-          ...usage.rows.map((r) => r.organization_id),
-          ...assignments.map((a) => a.organization_id),
-        ]),
-      ];
-      const orgs = new Map(
-        (orgIds.length
-          ? await db
-              .selectFrom('organizations')
-              .select(['id', 'currency'])
-              .where('id', 'in', orgIds)
-              .execute()
-          : []
-        ).map((o) => [o.id, o]),
-      );
+      const orgIds = [...new Set([...usage.keys(), ...assignments.map((a) => a.organization_id)])];
+      const orgs = new Map((await organizations.summaries(db, orgIds)).map((o) => [o.id, o]));
       const money = new Map<string, { revenue: bigint; cost: bigint }>();
       const bucket = (currency: string) => {
         const b = money.get(currency) ?? { revenue: 0n, cost: 0n };
@@ -395,10 +267,10 @@ export function createBillingService(deps: {
           b.revenue += billDays(month, list, agentRates.get(agentId) ?? [], orgHistory).revenue;
       }
       let total = ZERO;
-      for (const r of usage.rows) {
-        total = add(total, r);
-        const org = orgs.get(r.organization_id);
-        if (org) bucket(org.currency).cost += r.cost;
+      for (const [orgId, u] of usage) {
+        total = add(total, u);
+        const org = orgs.get(orgId);
+        if (org) bucket(org.currency).cost += u.cost;
       }
       const { cost: _cost, ...counts } = totalsView(total);
       return {
@@ -430,17 +302,9 @@ export function createBillingService(deps: {
       if (Date.parse(to) - Date.parse(from) > 366 * 86_400_000)
         throw invalidField('from', 'covers more than a year');
       const end = new Date(Date.parse(to) + 86_400_000).toISOString().slice(0, 10);
-      const { rows: days } = await sql<{
-        day: string;
-        events: bigint;
-        credits: bigint;
-        cost: bigint;
-      }>`select day,
-          sum(events)::bigint as events, sum(credits)::bigint as credits, sum(cost)::bigint as cost
-        from usage_daily where organization_id = ${org.id} and day >= ${from}::date and day < ${end}::date
-        group by day order by day`.execute(db);
+      const days = await ledger.usageByDay(db, org.id, from, end);
       const usage = new Map<string, UsageTotals>();
-      for (const perAgent of (await usageByMonthAndAgent(org.id, from, end)).values())
+      for (const perAgent of (await ledger.usageByMonthAndAgent(db, org.id, from, end)).values())
         for (const [id, t] of perAgent) usage.set(id, add(usage.get(id) ?? ZERO, t));
       const top = [...usage.entries()]
         .filter(([id]) => id !== '')

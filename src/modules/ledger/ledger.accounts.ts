@@ -12,17 +12,11 @@ import { diff } from '../audit/audit.service.js';
 import { planOf } from '../plans/plans.catalog.js';
 import { assertOverdraftWithin } from '../plans/plans.limits.js';
 import type { LedgerContext } from './ledger.context.js';
-import {
-  CREDITS,
-  type CreditState,
-  eventsThisMonth,
-  floorOf,
-  HELD,
-  monthOf,
-  spentThisMonth,
-} from './ledger.core.js';
+import { type CreditState, eventsThisMonth, floorOf, HELD, monthOf, spentThisMonth } from './ledger.core.js';
+import { findHolds } from './ledger.holds.repo.js';
 import * as repo from './ledger.repo.js';
 import type { BalanceResponse, CreditSettingsBody, TransactionsQuery } from './ledger.schema.js';
+import { findTopUps } from './ledger.top-ups.repo.js';
 import {
   fmt,
   nonNegative,
@@ -110,12 +104,7 @@ export function createLedgerAccounts({ db, organizations, resolve, audit, settin
     /** The ledger's part of an organization's export: accounts, every transaction, holds, top-ups. */
     async exportSection(ex: Executor, organizationId: string) {
       const [accounts, transactions, holds, topUps] = await Promise.all([
-        ex
-          .selectFrom('ledger_accounts')
-          .select(['code', 'balance'])
-          .where('organization_id', '=', organizationId)
-          .orderBy('code')
-          .execute(),
+        repo.findAccounts(ex, organizationId),
         repo.findTransactions(ex, organizationId, {
           types: undefined,
           from: undefined,
@@ -123,18 +112,8 @@ export function createLedgerAccounts({ db, organizations, resolve, audit, settin
           beforeId: undefined,
           limit: undefined,
         }),
-        ex
-          .selectFrom('ledger_holds')
-          .selectAll()
-          .where('organization_id', '=', organizationId)
-          .orderBy('id')
-          .execute(),
-        ex
-          .selectFrom('top_ups')
-          .selectAll()
-          .where('organization_id', '=', organizationId)
-          .orderBy('id')
-          .execute(),
+        findHolds(ex, organizationId),
+        findTopUps(ex, organizationId),
       ]);
       return {
         ledger: {
@@ -200,13 +179,7 @@ export function createLedgerAccounts({ db, organizations, resolve, audit, settin
     /** The `credits` balance of each of these organizations (missing: none yet). */
     async balancesOf(ex: Executor, organizationIds: string[]): Promise<Map<string, bigint>> {
       if (organizationIds.length === 0) return new Map();
-      const rows = await ex
-        .selectFrom('ledger_accounts')
-        .select(['organization_id', 'balance'])
-        .where('organization_id', 'in', organizationIds)
-        .where('code', '=', CREDITS)
-        .execute();
-      return new Map(rows.map((r) => [r.organization_id, r.balance]));
+      return repo.findCreditBalances(ex, organizationIds);
     },
 
     /** Money that came in (top-ups, credits added, transfers received), newest first. */
@@ -219,12 +192,6 @@ export function createLedgerAccounts({ db, organizations, resolve, audit, settin
         limit,
       });
       return rows.map(rowToView);
-    },
-
-    /** Usage per organization over [from, to] (UTC days, inclusive), from the daily roll-ups. */
-    async usageByOrganization(ex: Executor, organizationIds: string[], from: string, to: string) {
-      if (organizationIds.length === 0) return new Map<string, repo.UsageTotals>();
-      return repo.sumUsageByOrganization(ex, organizationIds, from, to);
     },
 
     /** Opens the organization's credits account; run when the organization is created. */
@@ -255,7 +222,7 @@ export function createLedgerAccounts({ db, organizations, resolve, audit, settin
         if (ar.payment_method !== undefined) policy.auto_recharge_payment_method = ar.payment_method;
       }
       for (const guard of settingsGuards) await guard(ctx, org.id, policy);
-      await db.transaction().execute(async (tx) => {
+      await repo.transaction(db, async (tx) => {
         const [current] = [...(await repo.lockCreditAccounts(tx, [org.id], new Map())).values()];
         // Again under the row lock a plan change takes to cap the limit (capOverdraft): a
         // downgrade that committed since the guards read the plan is seen here, one still running

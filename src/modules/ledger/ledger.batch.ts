@@ -7,6 +7,7 @@ import { CompiledQuery } from 'kysely';
 import type { Executor } from '../../db/client.js';
 import { pgArray } from '../../db/pg-array.js';
 import type { CreditState, TeamState } from './ledger.core.js';
+import { toStored } from './ledger.outcome.js';
 import type { IdempotencyRecord, NewTransaction, UsageRollup } from './ledger.repo.js';
 
 /** The `credits` versions a batch was decided from: its write stands only if they are still current. */
@@ -18,11 +19,21 @@ export interface VersionGuard {
 /** SQLSTATE raised by `ledger_assert_current` when a guarded batch was decided from stale state. */
 export const STALE_STATE = 'OB001';
 
+/**
+ * What one database transaction of the ledger applies: a batch (or one operation alone) as its
+ * statement writes it. Once it commits, this is the one place that holds everything it applied —
+ * where domain events of the batch would be read from.
+ */
 export interface BatchOutcome {
   /** When the batch was decided: the time of every transaction it posts (one book, one clock). */
   at: Date;
   states: CreditState[];
   deltas: Array<[org: string, code: string, delta: bigint]>;
+  /**
+   * Every transaction the batch's operations posted, in the order they were decided: additions,
+   * deductions, both legs of a transfer, usage, holds, captures, releases, expiries, top-ups
+   * (a hold's or a top-up's id is the transaction's `related_id`).
+   */
   transactions: NewTransaction[];
   records: IdempotencyRecord[];
   usage: UsageRollup[];
@@ -155,11 +166,10 @@ export function writeBatchStatement(batch: BatchOutcome, guard?: VersionGuard): 
              actor_type, actor_id, metadata, related_id)
       where ${gated}),
     records as (
-      insert into idempotency_records (organization_id, key, fingerprint, status_code, response)
-      select v.o, v.k, v.f, v.s, v.r::jsonb
-      from unnest(${col(records, 'text', (r) => r.organization_id)}, ${col(records, 'text', (r) => r.key)},
-                  ${col(records, 'text', (r) => r.fingerprint)}, ${col(records, 'int', (r) => BigInt(r.status_code))},
-                  ${col(records, 'text', (r) => JSON.stringify(r.response))}) as v(o, k, f, s, r)
+      insert into idempotency_records (organization_id, key, fingerprint, outcome)
+      select * from unnest(${col(records, 'text', (r) => r.organization_id)}, ${col(records, 'text', (r) => r.key)},
+                           ${col(records, 'text', (r) => r.fingerprint)},
+                           ${col(records, 'text', (r) => toStored(r.outcome))}) as v(o, k, f, r)
       where ${gated}
       on conflict do nothing
       returning 1),

@@ -6,7 +6,6 @@ import { hash } from 'node:crypto';
 import type { Tx } from '../../db/client.js';
 import type { Actor } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
-import { AppError, type ErrorCode, toProblem } from '../../lib/problem.js';
 import {
   CREDITS,
   type CreditState,
@@ -16,16 +15,11 @@ import {
   type TeamState,
   type TransactionType,
 } from './ledger.core.js';
+import type { Outcome } from './ledger.outcome.js';
 import type * as repo from './ledger.repo.js';
 
-/** What a ledger operation answers: an HTTP status and body, stored as-is for idempotent replays. */
-export interface OpResult {
-  status: number;
-  body: unknown;
-  replayed?: boolean;
-}
-
-export interface LedgerOp {
+/** An operation the engine decides in a batch; `V` is the value it answers when applied. */
+export interface LedgerOp<V = unknown> {
   /** The organizations whose `credits` rows this operation locks; the first scopes its idempotency key. */
   organizationIds: string[];
   /** Teams whose budgets this operation spends from: their rows are locked too. */
@@ -38,7 +32,7 @@ export interface LedgerOp {
    * committed in one guarded statement.
    */
   inMemory?: boolean;
-  run(book: Book): Promise<OpResult> | OpResult;
+  run(book: Book): Promise<Outcome<V>> | Outcome<V>;
 }
 
 /**
@@ -48,11 +42,6 @@ export interface LedgerOp {
 export function fingerprint(parts: unknown[]): string {
   const plain = parts.map((v) => (typeof v === 'bigint' ? v.toString() : v));
   return hash('sha256', JSON.stringify(plain), 'hex');
-}
-
-export function refusal(code: ErrorCode, detail: string, requestId: string): OpResult {
-  const err = new AppError(code, detail);
-  return { status: err.status, body: toProblem(err, requestId) };
 }
 
 export interface Posting {

@@ -7,8 +7,9 @@ import type { Db } from '../../db/client.js';
 import { authorize, type Permission, type RequestContext } from '../../lib/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
-import { fingerprint, type LedgerOp, type OpResult } from './ledger.book.js';
+import { fingerprint, type LedgerOp } from './ledger.book.js';
 import type { LedgerEngine } from './ledger.engine.js';
+import type { Outcome } from './ledger.outcome.js';
 import type { CreditPolicy } from './ledger.repo.js';
 import type { PaymentProvider } from './payments.js';
 
@@ -36,7 +37,7 @@ export interface LedgerContext {
   /** The organization by id or slug, once the caller holds `permission` on it (404 or 403 if not). */
   resolve(ctx: RequestContext, idOrSlug: string, permission: Permission): Promise<Organization>;
   /** Runs an operation: group-committed when it locks one organization, alone when it spans several. */
-  submit(op: LedgerOp): Promise<OpResult>;
+  submit<V>(op: LedgerOp<V>): Promise<Outcome<V>>;
 }
 
 export function createLedgerContext(deps: Omit<LedgerContext, 'resolve' | 'submit'>): LedgerContext {
@@ -48,7 +49,7 @@ export function createLedgerContext(deps: Omit<LedgerContext, 'resolve' | 'submi
       authorize(ctx, [permission], org.id);
       return org;
     },
-    async submit(op) {
+    submit(op) {
       return op.organizationIds.length > 1 ? engine.run(op) : engine.submit(op);
     },
   };
@@ -57,8 +58,4 @@ export function createLedgerContext(deps: Omit<LedgerContext, 'resolve' | 'submi
 /** The idempotency of a request sent with `key`: `parts` are what a replay must repeat exactly. */
 export function idem(key: string | undefined, parts: unknown[]) {
   return key === undefined ? undefined : { key, fingerprint: fingerprint(parts) };
-}
-
-export function ok(status: number, body: unknown): OpResult {
-  return { status, body };
 }

@@ -7,8 +7,8 @@ import type { Static } from 'typebox';
 import type { Executor } from '../../db/client.js';
 import { type Actor, can, canSee, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
 import { AppError, invalidField } from '../../lib/problem.js';
-import { type Book, type LedgerOp, type OpResult, refusal } from './ledger.book.js';
-import { idem, type LedgerContext, ok } from './ledger.context.js';
+import type { Book, LedgerOp } from './ledger.book.js';
+import { idem, type LedgerContext } from './ledger.context.js';
 import {
   CREDITS,
   checkCredit,
@@ -18,8 +18,15 @@ import {
   recordUsageEvent,
   SYSTEM,
 } from './ledger.core.js';
+import { applied, type Outcome, refused } from './ledger.outcome.js';
 import type { AddCreditsBody, DeductCreditsBody, TransferBody, UsageBody } from './ledger.schema.js';
 import { fmt, nonNegative, positive, viewTransaction } from './ledger.views.js';
+
+/** What an applied usage event answers. */
+interface UsageApplied {
+  transaction_id: string;
+  balance_after: string;
+}
 
 /** Debit `credits` to a system account: deductions and usage. */
 function debit(
@@ -38,16 +45,16 @@ function debit(
 ) {
   const s = book.state(orgId);
   const team = posting.teamId === undefined ? undefined : book.teams.get(posting.teamId);
-  let refused =
+  let refusal =
     checkDebit(s, amount, book.month, true, fmt) ??
     (posting.teamId === undefined ? null : checkTeam(team, posting.teamId, orgId, amount, book.month, fmt));
   // Another tenant's team is as unknown as a missing one: 409 only where the caller sees its organization.
   if (
-    refused?.code === 'team_not_in_organization' &&
+    refusal?.code === 'team_not_in_organization' &&
     (team?.organizationId == null || !canSee(posting.actor, team.organizationId))
   )
-    refused = { code: 'not_found', detail: `No team "${posting.teamId}"` };
-  if (refused) return { refused: refusal(refused.code, refused.detail, requestId) };
+    refusal = { code: 'not_found', detail: `No team "${posting.teamId}"` };
+  if (refusal) return { refused: refused(refusal.code, refusal.detail, requestId) };
   if (team) book.spendByTeam(team, amount);
   const t = book.post(orgId, {
     type: posting.type,
@@ -113,7 +120,7 @@ export function createLedgerCredits({
         ]),
         run: (book) => {
           const capped = checkCredit(book.state(org.id), amount, fmt);
-          if (capped) return refusal(capped.code, capped.detail, ctx.requestId);
+          if (capped) return refused(capped.code, capped.detail, ctx.requestId);
           const t = book.post(org.id, {
             type: 'top_up',
             amount,
@@ -125,7 +132,7 @@ export function createLedgerCredits({
             metadata: body.metadata ?? {},
             actor: ctx.actor,
           });
-          return ok(201, viewTransaction(t));
+          return applied(viewTransaction(t));
         },
       });
     },
@@ -165,7 +172,7 @@ export function createLedgerCredits({
           });
           // The seed's field comes back under its own name too, beside `description`.
           return (
-            r.refused ?? ok(201, { ...viewTransaction(r.transaction), reason: r.transaction.description })
+            r.refused ?? applied({ ...viewTransaction(r.transaction), reason: r.transaction.description })
           );
         },
       });
@@ -204,10 +211,10 @@ export function createLedgerCredits({
           if (!anywhere) await assertOneTree(book.tx, from.id, to.id);
           // What leaves by transfer counts against the sender's monthly limit like any spend:
           // else a sub-organization could move its credits past the cap its parent set.
-          const refused =
+          const refusal =
             checkDebit(book.state(from.id), amount, book.month, true, fmt) ??
             checkCredit(book.state(to.id), amount, fmt);
-          if (refused) return refusal(refused.code, refused.detail, ctx.requestId);
+          if (refusal) return refused(refusal.code, refusal.detail, ctx.requestId);
           const meta = body.metadata ?? {};
           const out = book.post(from.id, {
             type: 'transfer_out',
@@ -234,7 +241,7 @@ export function createLedgerCredits({
             actor: ctx.actor,
           });
           out.related_id = inbound.id;
-          return ok(201, { from: viewTransaction(out), to: viewTransaction(inbound) });
+          return applied({ from: viewTransaction(out), to: viewTransaction(inbound) });
         },
       });
     },
@@ -267,12 +274,12 @@ export function createLedgerCredits({
       // Every event's operation is built (its key hashed, its access decided) before any is
       // submitted: nothing may throw once an event is on its way to the ledger, or its answer
       // would be lost while it commits.
-      const ops = parsed.map(({ e, credits, cost }): OpResult | LedgerOp => {
+      const ops = parsed.map(({ e, credits, cost }): Outcome<UsageApplied> | LedgerOp<UsageApplied> => {
         const { idempotency_key, ...content } = e;
         if (!can(ctx.actor, ['usage:record'], e.organization_id))
           return canSee(ctx.actor, e.organization_id)
-            ? refusal('forbidden', 'Requires usage:record', ctx.requestId)
-            : refusal('not_found', NO_SUCH_ORGANIZATION, ctx.requestId);
+            ? refused('forbidden', 'Requires usage:record', ctx.requestId)
+            : refused('not_found', NO_SUCH_ORGANIZATION, ctx.requestId);
         return {
           organizationIds: [e.organization_id],
           teamIds: e.team_id === undefined ? undefined : [e.team_id],
@@ -293,16 +300,16 @@ export function createLedgerCredits({
           run: (book) => {
             if (e.agent_id !== undefined) {
               const home = agentOrg.get(e.agent_id);
-              if (home === undefined) return refusal('not_found', `No agent "${e.agent_id}"`, ctx.requestId);
+              if (home === undefined) return refused('not_found', `No agent "${e.agent_id}"`, ctx.requestId);
               // Another tenant's agent is as unknown as a missing one; 409 only where the caller sees it.
               if (home !== e.organization_id)
                 return canSee(ctx.actor, home)
-                  ? refusal(
+                  ? refused(
                       'agent_not_in_organization',
                       `Agent "${e.agent_id}" works for another organization`,
                       ctx.requestId,
                     )
-                  : refusal('not_found', `No agent "${e.agent_id}"`, ctx.requestId);
+                  : refused('not_found', `No agent "${e.agent_id}"`, ctx.requestId);
             }
             // The event's own fields win over look-alikes in its free-form metadata, so the
             // transaction says exactly what the roll-up counted.
@@ -321,7 +328,7 @@ export function createLedgerCredits({
             if (e.tokens_out !== undefined) metadata.tokens_out = e.tokens_out;
             if (cost !== undefined) metadata.cost = fmt(cost);
             const allowance = checkUsageAllowance(book.state(e.organization_id), book.month);
-            if (allowance) return refusal(allowance.code, allowance.detail, ctx.requestId);
+            if (allowance) return refused(allowance.code, allowance.detail, ctx.requestId);
             const r = debit(book, e.organization_id, credits, ctx.requestId, {
               type: 'usage',
               counter: SYSTEM.usage,
@@ -338,7 +345,7 @@ export function createLedgerCredits({
               tokensOut: e.tokens_out ?? 0,
               cost: cost ?? 0n,
             });
-            return ok(200, {
+            return applied({
               transaction_id: r.transaction.id,
               balance_after: fmt(r.transaction.balance_after),
             });
@@ -348,42 +355,36 @@ export function createLedgerCredits({
       // Each event answers on its own: one that failed unexpectedly is reported as rejected
       // beside the others that committed, never as a failure of the whole request.
       const settled = await Promise.allSettled(ops.map((op) => ('run' in op ? engine.submit(op) : op)));
-      const results = settled.map((s): OpResult => {
+      const outcomes = settled.map((s): Outcome<UsageApplied> => {
         if (s.status === 'fulfilled') return s.value;
         log.error({ err: s.reason, requestId: ctx.requestId }, 'usage event failed');
-        return refusal(
+        return refused(
           'internal_error',
           'This event failed on our side; retry it with the same key',
           ctx.requestId,
         );
       });
-      const view = results.map((r, index) => {
-        const body = r.body as {
-          code?: string;
-          detail?: string;
-          transaction_id?: string;
-          balance_after?: string;
-        };
-        return r.status < 300
+      const view = outcomes.map((o, index) =>
+        o.ok
           ? {
               index,
               status: 'applied' as const,
-              transaction_id: body.transaction_id ?? null,
-              balance_after: body.balance_after ?? null,
+              transaction_id: o.value.transaction_id ?? null,
+              balance_after: o.value.balance_after ?? null,
               code: null,
               detail: null,
-              replayed: r.replayed === true,
+              replayed: o.replayed === true,
             }
           : {
               index,
               status: 'rejected' as const,
               transaction_id: null,
               balance_after: null,
-              code: body.code ?? 'internal_error',
-              detail: body.detail ?? null,
-              replayed: r.replayed === true,
-            };
-      });
+              code: o.code,
+              detail: o.detail,
+              replayed: o.replayed === true,
+            },
+      );
       return {
         applied: view.filter((v) => v.status === 'applied').length,
         rejected: view.filter((v) => v.status === 'rejected').length,

@@ -2,10 +2,11 @@ import type { Db, Tx } from '../../db/client.js';
 import type { Actor } from '../../lib/authz.js';
 import { setBounded } from '../../lib/bounded.js';
 import { formatAmount } from '../../lib/money.js';
-import { AppError, toProblem } from '../../lib/problem.js';
-import { STALE_STATE, writeBatch, writeBatchStatement } from './ledger.batch.js';
-import { Book, type LedgerOp, type OpResult, refusal } from './ledger.book.js';
+import { AppError } from '../../lib/problem.js';
+import { type BatchOutcome, STALE_STATE, writeBatch, writeBatchStatement } from './ledger.batch.js';
+import { Book, type LedgerOp } from './ledger.book.js';
 import type { CreditState } from './ledger.core.js';
+import { fromStored, type Outcome, refused, refusedBy, replayed } from './ledger.outcome.js';
 import * as repo from './ledger.repo.js';
 
 class Retry extends Error {}
@@ -29,8 +30,8 @@ function organizationsOf(ops: LedgerOp[]): string[] {
   return [...new Set(ops.flatMap((o) => o.organizationIds))].sort();
 }
 
-/** One operation's outcome in a batch: its answer, or the error that failed it. */
-type Settled = { result: OpResult } | { error: unknown };
+/** One operation's end in a batch: its outcome, or the error that failed it. */
+type Settled = { outcome: Outcome } | { error: unknown };
 export type BatchObserver = (batch: { size: number; seconds: number }) => void;
 
 /** SQLSTATE classes of a value the database refuses: data exception, constraint, program limit. */
@@ -70,7 +71,7 @@ function isolatable(err: unknown): boolean {
 
 interface Pending {
   op: LedgerOp;
-  resolve: (r: OpResult) => void;
+  resolve: (o: Outcome) => void;
   reject: (e: unknown) => void;
 }
 
@@ -140,16 +141,16 @@ export function createLedgerEngine(deps: EngineDeps) {
 
   /**
    * Decides every operation in order against the book: replays and key reuse from `existing`,
-   * refusals, postings. Returns each result and the idempotency records to store.
+   * refusals, postings. Returns each outcome and the idempotency records to store.
    */
   async function decide(ops: LedgerOp[], book: Book, existing: Map<string, repo.IdempotencyRecord>) {
     const records: repo.IdempotencyRecord[] = [];
-    const results: OpResult[] = [];
+    const outcomes: Outcome[] = [];
     for (const op of ops) {
       // Live organizations have had their account since creation.
       const missingOrg = op.organizationIds.find((id) => !book.states.has(id));
       if (missingOrg) {
-        results.push(refusal('not_found', `No organization "${missingOrg}"`, op.requestId));
+        outcomes.push(refused('not_found', `No organization "${missingOrg}"`, op.requestId));
         continue;
       }
       const scope = op.organizationIds[0] as string;
@@ -157,10 +158,10 @@ export function createLedgerEngine(deps: EngineDeps) {
       const k = idem ? `${scope}\u0000${idem.key}` : '';
       const prior = idem ? existing.get(k) : undefined;
       if (idem && prior) {
-        results.push(
+        outcomes.push(
           prior.fingerprint === idem.fingerprint
-            ? { status: prior.status_code, body: prior.response, replayed: true }
-            : refusal(
+            ? replayed(prior.outcome)
+            : refused(
                 'idempotency_key_reused',
                 `The key "${idem.key}" was first used for a different request`,
                 op.requestId,
@@ -168,30 +169,28 @@ export function createLedgerEngine(deps: EngineDeps) {
         );
         continue;
       }
-      let result: OpResult;
+      let outcome: Outcome;
       try {
-        result = await op.run(book);
+        outcome = await op.run(book);
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
-        result = { status: err.status, body: toProblem(err, op.requestId) };
+        outcome = refusedBy(err, op.requestId);
       }
-      results.push(result);
+      outcomes.push(outcome);
       if (idem) {
-        const record = {
-          organization_id: scope,
-          key: idem.key,
-          fingerprint: idem.fingerprint,
-          status_code: result.status,
-          response: result.body,
-        };
+        const record = { organization_id: scope, key: idem.key, fingerprint: idem.fingerprint, outcome };
         records.push(record);
         existing.set(k, record);
       }
     }
-    return { results, records };
+    return { outcomes, records };
   }
 
-  function outcome(book: Book, records: repo.IdempotencyRecord[]) {
+  /**
+   * What the batch's one database transaction applies, as its statement writes it: the one place
+   * that holds every transaction the batch posted (see BatchOutcome).
+   */
+  function batchOutcome(book: Book, records: repo.IdempotencyRecord[]): BatchOutcome {
     return {
       at: book.now,
       states: [...book.touched],
@@ -210,7 +209,7 @@ export function createLedgerEngine(deps: EngineDeps) {
    * The one-round-trip path. Undefined when it does not apply or the state it decided from is no
    * longer current; nothing was written then.
    */
-  async function executeKnown(ops: LedgerOp[]): Promise<OpResult[] | undefined> {
+  async function executeKnown(ops: LedgerOp[]): Promise<Outcome[] | undefined> {
     if (!ops.every((o) => o.inMemory && !o.teamIds?.length)) return undefined;
     const ids = organizationsOf(ops);
     const current = ids.map((id) => known.get(id));
@@ -226,12 +225,13 @@ export function createLedgerEngine(deps: EngineDeps) {
     );
     const book = new Book(undefined, states, new Date());
     let statement: ReturnType<typeof writeBatchStatement>;
-    let results: OpResult[];
+    let outcomes: Outcome[];
     try {
       const decided = await decide(ops, book, new Map());
       if (book.recharge.size > 0) return undefined; // starting a top-up takes the locking path
-      results = decided.results;
-      statement = writeBatchStatement(outcome(book, decided.records), {
+      outcomes = decided.outcomes;
+      const batch = batchOutcome(book, decided.records);
+      statement = writeBatchStatement(batch, {
         organizationIds: ids,
         versions: ids.map((id) => read.get(id) as bigint),
       });
@@ -250,12 +250,12 @@ export function createLedgerEngine(deps: EngineDeps) {
       throw err;
     }
     rememberBatch(book, read);
-    return results;
+    return outcomes;
   }
 
   /** The locking path: one transaction that locks and reads the rows, decides, and writes. */
-  async function executeLocked(ops: LedgerOp[]): Promise<OpResult[]> {
-    const done = await deps.db.transaction().execute(async (tx) => {
+  async function executeLocked(ops: LedgerOp[]): Promise<Outcome[]> {
+    const done = await repo.transaction(deps.db, async (tx) => {
       const ids = organizationsOf(ops);
       const live = await deps.organizationStates(tx, ids);
       const liveIds = ids.filter((id) => live.has(id));
@@ -268,7 +268,15 @@ export function createLedgerEngine(deps: EngineDeps) {
         keyed.map((o) => [o.organizationIds[0] as string, o.idempotency?.key as string]),
       );
       const existing = new Map<string, repo.IdempotencyRecord>(
-        locked.records.map((r) => [`${r.organization_id}\u0000${r.key}`, r]),
+        locked.records.map((r) => [
+          `${r.organization_id}\u0000${r.key}`,
+          {
+            organization_id: r.organization_id,
+            key: r.key,
+            fingerprint: r.fingerprint,
+            outcome: fromStored(r),
+          },
+        ]),
       );
       const teamIds = [...new Set(ops.flatMap((o) => o.teamIds ?? []))].sort();
       const book = new Book(
@@ -282,17 +290,18 @@ export function createLedgerEngine(deps: EngineDeps) {
         throw unsent(err);
       });
       for (const s of book.recharge) await deps.onRecharge(tx, s, { type: 'operator', id: 'auto_recharge' });
-      const inserted = await writeBatch(tx, outcome(book, decided.records));
+      const batch = batchOutcome(book, decided.records);
+      const inserted = await writeBatch(tx, batch);
       // Another process applied one of these keys since we looked: start over, and replay it.
       if (inserted !== decided.records.length) throw new Retry();
-      return { results: decided.results, book, versions: locked.versions };
+      return { outcomes: decided.outcomes, book, versions: locked.versions };
     });
     rememberBatch(done.book, done.versions);
-    return done.results;
+    return done.outcomes;
   }
 
   /** Runs a batch, in one round trip when it can; retries lost idempotency races and deadlocks. */
-  async function execute(ops: LedgerOp[]): Promise<OpResult[]> {
+  async function execute(ops: LedgerOp[]): Promise<Outcome[]> {
     const quick = await executeKnown(ops);
     if (quick) return quick;
     for (let attempt = 0; ; attempt++) {
@@ -310,21 +319,21 @@ export function createLedgerEngine(deps: EngineDeps) {
    * Runs a batch and answers each operation on its own. When the database (or building the
    * statement) fails the batch for something one operation carries — a value it refuses, a
    * number past a column's range — the batch is split in halves and each half is run again, until
-   * the operation at fault stands alone: it is refused with a 400 problem, and its batch-mates
+   * the operation at fault stands alone: it is refused (validation_failed), and its batch-mates
    * commit. Input validation should already have caught such values; this is the second wall,
    * so that one tenant's request can never fail another's. A failure of the connection itself is
    * not split (every half would fail the same way): the whole batch fails.
    */
   async function executeIsolating(ops: LedgerOp[]): Promise<Settled[]> {
     try {
-      return (await execute(ops)).map((result) => ({ result }));
+      return (await execute(ops)).map((outcome) => ({ outcome }));
     } catch (error) {
       const single = ops.length === 1 ? (ops[0] as LedgerOp) : undefined;
       const cause = error instanceof Unsent ? error.reason : error;
       if (single && isDataError(cause))
         return [
           {
-            result: refusal(
+            outcome: refused(
               'validation_failed',
               `The database refused a value of this request (SQLSTATE ${(cause as { code: string }).code})`,
               single.requestId,
@@ -342,7 +351,7 @@ export function createLedgerEngine(deps: EngineDeps) {
   function settle(batch: Pending[], outcomes: Settled[]) {
     for (const [i, p] of batch.entries()) {
       const o = outcomes[i] as Settled;
-      if ('result' in o) p.resolve(o.result);
+      if ('outcome' in o) p.resolve(o.outcome);
       else p.reject(o.error);
     }
   }
@@ -370,18 +379,19 @@ export function createLedgerEngine(deps: EngineDeps) {
 
   return {
     /** Queues an operation on one organization; resolves when its transaction has committed. */
-    submit(op: LedgerOp): Promise<OpResult> {
+    submit<V>(op: LedgerOp<V>): Promise<Outcome<V>> {
       const lane = laneOf(op.organizationIds[0] as string);
-      return new Promise<OpResult>((resolve, reject) => {
-        lane.queue.push({ op, resolve, reject });
+      return new Promise<Outcome<V>>((resolve, reject) => {
+        // A replay's value was stored by an operation with the same fingerprint: the same kind.
+        lane.queue.push({ op, resolve: resolve as (o: Outcome) => void, reject });
         if (!lane.running) void drain(lane);
       });
     },
     /** Runs an operation spanning several organizations in a transaction of its own. */
-    async run(op: LedgerOp): Promise<OpResult> {
+    async run<V>(op: LedgerOp<V>): Promise<Outcome<V>> {
       const [o] = (await executeIsolating([op])) as [Settled];
       if ('error' in o) throw o.error;
-      return o.result;
+      return o.outcome as Outcome<V>;
     },
     /** Calls `observer` after each group-committed batch with its size and how long it took. */
     observe(observer: BatchObserver) {

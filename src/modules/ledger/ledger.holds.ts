@@ -8,9 +8,11 @@ import type { Executor } from '../../db/client.js';
 import type { Actor, RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { AppError, invalidField } from '../../lib/problem.js';
-import { type Book, refusal } from './ledger.book.js';
-import { idem, type LedgerContext, ok } from './ledger.context.js';
+import type { Book } from './ledger.book.js';
+import { idem, type LedgerContext } from './ledger.context.js';
 import { CREDITS, checkDebit, HELD, SYSTEM } from './ledger.core.js';
+import * as repo from './ledger.holds.repo.js';
+import { applied, refused } from './ledger.outcome.js';
 import type { CreateHoldBody } from './ledger.schema.js';
 import { fmt, type HoldView, positive, viewHold, viewTransaction } from './ledger.views.js';
 
@@ -18,38 +20,24 @@ const HOLD_EXPIRY: Actor = { type: 'operator', id: 'hold_expiry' };
 
 /** The hold, or a 404; `forUpdate` locks its row until the transaction ends. */
 async function findHold(ex: Executor, orgId: string, holdId: string, forUpdate: boolean) {
-  const hold = await ex
-    .selectFrom('ledger_holds')
-    .selectAll()
-    .where('organization_id', '=', orgId)
-    .where('id', '=', holdId)
-    .$if(forUpdate, (q) => q.forUpdate())
-    .executeTakeFirst();
+  const hold = await repo.findHold(ex, orgId, holdId, { forUpdate });
   if (!hold) throw new AppError('not_found', `No hold "${holdId}"`);
   return hold;
 }
-
-type HoldRow = Awaited<ReturnType<typeof findHold>>;
 
 const lockHold = (book: Book, orgId: string, holdId: string) => findHold(book.tx, orgId, holdId, true);
 
 /** Closes the hold's row now with its final status; the caller has posted the matching transaction. */
 function markClosed(
   book: Book,
-  hold: HoldRow,
+  hold: repo.HoldRow,
   set: { status: 'captured'; captured_amount: bigint } | { status: 'released' | 'expired' },
 ) {
-  return book.tx
-    .updateTable('ledger_holds')
-    .set({ ...set, closed_at: book.now })
-    .where('organization_id', '=', hold.organization_id)
-    .where('id', '=', hold.id)
-    .returningAll()
-    .executeTakeFirstOrThrow();
+  return repo.updateHoldClosed(book.tx, hold.organization_id, hold.id, set, book.now);
 }
 
 /** Returns an active hold's credits (release or expiry), closing it. */
-async function closeHold(book: Book, hold: HoldRow, status: 'released' | 'expired', actor: Actor) {
+async function closeHold(book: Book, hold: repo.HoldRow, status: 'released' | 'expired', actor: Actor) {
   const t = book.post(hold.organization_id, {
     type: status === 'released' ? 'release' : 'expiry',
     amount: hold.amount,
@@ -89,8 +77,8 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
         ]),
         run: async (book) => {
           // The monthly limit is checked here, so that capturing finished work is never refused.
-          const refused = checkDebit(book.state(org.id), amount, book.month, true, fmt);
-          if (refused) return refusal(refused.code, refused.detail, ctx.requestId);
+          const refusal = checkDebit(book.state(org.id), amount, book.month, true, fmt);
+          if (refusal) return refused(refusal.code, refusal.detail, ctx.requestId);
           const id = newId('hld');
           book.post(org.id, {
             type: 'hold',
@@ -103,19 +91,15 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
             relatedId: id,
             actor: ctx.actor,
           });
-          const hold = await book.tx
-            .insertInto('ledger_holds')
-            .values({
-              organization_id: org.id,
-              id,
-              amount,
-              description: body.description ?? null,
-              metadata: JSON.stringify(body.metadata ?? {}),
-              expires_at: new Date(book.now.getTime() + seconds * 1000),
-            })
-            .returningAll()
-            .executeTakeFirstOrThrow();
-          return ok(201, viewHold(hold));
+          const hold = await repo.insertHold(book.tx, {
+            organization_id: org.id,
+            id,
+            amount,
+            description: body.description ?? null,
+            metadata: JSON.stringify(body.metadata ?? {}),
+            expires_at: new Date(book.now.getTime() + seconds * 1000),
+          });
+          return applied(viewHold(hold));
         },
       });
     },
@@ -137,10 +121,10 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
         run: async (book) => {
           const hold = await lockHold(book, org.id, holdId);
           if (hold.status !== 'active')
-            return refusal('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
+            return refused('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
           if (hold.expires_at <= book.now) {
             await closeHold(book, hold, 'expired', HOLD_EXPIRY);
-            return refusal('hold_not_active', 'The hold expired before it was captured', ctx.requestId);
+            return refused('hold_not_active', 'The hold expired before it was captured', ctx.requestId);
           }
           const amount = requested ?? hold.amount;
           if (amount > hold.amount)
@@ -159,7 +143,7 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
             actor: ctx.actor,
           });
           const closed = await markClosed(book, hold, { status: 'captured', captured_amount: amount });
-          return ok(200, { hold: viewHold(closed), transaction: viewTransaction(t) });
+          return applied({ hold: viewHold(closed), transaction: viewTransaction(t) });
         },
       });
     },
@@ -173,9 +157,9 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
         run: async (book) => {
           const hold = await lockHold(book, org.id, holdId);
           if (hold.status !== 'active')
-            return refusal('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
+            return refused('hold_not_active', `The hold is ${hold.status}`, ctx.requestId);
           const { hold: closed, transaction } = await closeHold(book, hold, 'released', ctx.actor);
-          return ok(200, { hold: viewHold(closed), transaction: viewTransaction(transaction) });
+          return applied({ hold: viewHold(closed), transaction: viewTransaction(transaction) });
         },
       });
     },
@@ -187,14 +171,7 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
 
     /** Returns the credits of every hold past its deadline. Safe to run from every process at once. */
     async expireDueHolds(limit = 500): Promise<number> {
-      const due = await db
-        .selectFrom('ledger_holds')
-        .select(['organization_id', 'id'])
-        .where('status', '=', 'active')
-        .where('expires_at', '<=', new Date())
-        .orderBy('expires_at')
-        .limit(limit)
-        .execute();
+      const due = await repo.findDueHolds(db, new Date(), limit);
       const results = await Promise.all(
         due.map((d) =>
           engine.submit({
@@ -202,14 +179,14 @@ export function createLedgerHolds({ db, engine, resolve, submit }: LedgerContext
             requestId: 'hold-expiry',
             run: async (book) => {
               const hold = await lockHold(book, d.organization_id, d.id);
-              if (hold.status !== 'active' || hold.expires_at > book.now) return ok(200, null);
+              if (hold.status !== 'active' || hold.expires_at > book.now) return applied<string | null>(null);
               await closeHold(book, hold, 'expired', HOLD_EXPIRY);
-              return ok(200, hold.id);
+              return applied<string | null>(hold.id);
             },
           }),
         ),
       );
-      return results.filter((r) => r.body !== null).length;
+      return results.filter((o) => o.ok && o.value !== null).length;
     },
   };
 }

@@ -1,9 +1,15 @@
+/**
+ * The ledger's SQL: accounts, transactions, idempotency records, team budgets, the invariant
+ * check. Holds and top-ups have repos of their own (ledger.holds.repo.ts, ledger.top-ups.repo.ts),
+ * the usage roll-ups' reads too (ledger.usage.repo.ts); a batch's one write is ledger.batch.ts.
+ */
 import { type Selectable, sql } from 'kysely';
-import type { Executor } from '../../db/client.js';
+import type { Db, Executor, Tx } from '../../db/client.js';
 import { pgArray } from '../../db/pg-array.js';
 
 import type { LedgerTransactionsTable } from '../../db/schema.js';
 import { CREDITS, type CreditState, type TeamState } from './ledger.core.js';
+import type { Outcome } from './ledger.outcome.js';
 
 export interface NewTransaction {
   organization_id: string;
@@ -57,6 +63,35 @@ function toState(r: CreditRow, active: boolean): CreditState {
   };
 }
 
+/** Runs `work` in one database transaction: committed when it resolves, rolled back if it throws. */
+export function transaction<T>(db: Db, work: (tx: Tx) => Promise<T>): Promise<T> {
+  return db.transaction().execute(work);
+}
+
+/** Every account of the organization with its balance, by code. */
+export function findAccounts(db: Executor, organizationId: string) {
+  return db
+    .selectFrom('ledger_accounts')
+    .select(['code', 'balance'])
+    .where('organization_id', '=', organizationId)
+    .orderBy('code')
+    .execute();
+}
+
+/** The `credits` balance of each of these organizations that has an account. */
+export async function findCreditBalances(
+  db: Executor,
+  organizationIds: string[],
+): Promise<Map<string, bigint>> {
+  const rows = await db
+    .selectFrom('ledger_accounts')
+    .select(['organization_id', 'balance'])
+    .where('organization_id', 'in', organizationIds)
+    .where('code', '=', CREDITS)
+    .execute();
+  return new Map(rows.map((r) => [r.organization_id, r.balance]));
+}
+
 /** Creates the `credits` accounts that do not exist yet (idempotent). */
 export async function insertCreditAccounts(db: Executor, organizationIds: string[]): Promise<void> {
   await sql`insert into ledger_accounts (organization_id, code)
@@ -97,7 +132,7 @@ export async function lockAccountsAndFindRecords(
 ): Promise<{
   states: Map<string, CreditState>;
   versions: Map<string, bigint>;
-  records: IdempotencyRecord[];
+  records: StoredRecord[];
 }> {
   const { rows } = await sql<{ kind: 'account' | 'record'; row: Record<string, unknown> }>`with
     locked as (
@@ -112,17 +147,17 @@ export async function lockAccountsAndFindRecords(
     select 'account' as kind, to_jsonb(locked) as row from locked
     union all
     select 'record', jsonb_build_object('organization_id', r.organization_id, 'key', r.key,
-      'fingerprint', r.fingerprint, 'status_code', r.status_code, 'response', r.response)
+      'fingerprint', r.fingerprint, 'outcome', r.outcome, 'status_code', r.status_code, 'response', r.response)
     from idempotency_records r
     join unnest(${pgArray(pairs.map((p) => p[0]))}::text[], ${pgArray(pairs.map((p) => p[1]))}::text[]) as v(o, k)
       on r.organization_id = v.o and r.key = v.k`.execute(db);
   const states = new Map<string, CreditState>();
   const versions = new Map<string, bigint>();
-  const records: IdempotencyRecord[] = [];
+  const records: StoredRecord[] = [];
   const big = (v: unknown) => BigInt(v as string);
   for (const { kind, row } of rows) {
     if (kind === 'record') {
-      records.push(row as unknown as IdempotencyRecord);
+      records.push(row as unknown as StoredRecord);
       continue;
     }
     const r: CreditRow = {
@@ -232,11 +267,24 @@ export interface UsageRollup {
   cost: bigint;
 }
 
+/** An idempotency record as a batch writes it: the outcome is stored as text (toStored). */
 export interface IdempotencyRecord {
   organization_id: string;
   key: string;
   fingerprint: string;
-  status_code: number;
+  outcome: Outcome;
+}
+
+/**
+ * An idempotency record as stored: `outcome` text, or, written before migration 0013, the
+ * HTTP status and body (read back by fromStored in ledger.outcome.ts).
+ */
+export interface StoredRecord {
+  organization_id: string;
+  key: string;
+  fingerprint: string;
+  outcome: string | null;
+  status_code: number | null;
   response: unknown;
 }
 
@@ -299,28 +347,4 @@ export async function countLedger(db: Executor): Promise<{ transactions: number;
   const { rows } = await sql<{ t: bigint; a: bigint }>`select
     (select count(*) from ledger_transactions) as t, (select count(*) from ledger_accounts) as a`.execute(db);
   return { transactions: Number(rows[0]?.t ?? 0), accounts: Number(rows[0]?.a ?? 0) };
-}
-
-export interface UsageTotals {
-  events: bigint;
-  credits: bigint;
-  tokens_in: bigint;
-  tokens_out: bigint;
-  cost: bigint;
-}
-
-/** Sums the daily roll-ups of each organization over [from, to] (inclusive UTC days), in one query. */
-export async function sumUsageByOrganization(
-  db: Executor,
-  organizationIds: string[],
-  from: string,
-  to: string,
-): Promise<Map<string, UsageTotals>> {
-  const { rows } = await sql<UsageTotals & { organization_id: string }>`
-    select organization_id, sum(events)::bigint as events, sum(credits)::bigint as credits,
-      sum(tokens_in)::bigint as tokens_in, sum(tokens_out)::bigint as tokens_out, sum(cost)::bigint as cost
-    from usage_org_daily
-    where organization_id = any(${pgArray(organizationIds)}::text[]) and day between ${from}::date and ${to}::date
-    group by organization_id`.execute(db);
-  return new Map(rows.map(({ organization_id, ...t }) => [organization_id, t]));
 }

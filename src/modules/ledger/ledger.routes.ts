@@ -2,9 +2,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { type Static, Type } from 'typebox';
 import type { RequestContext } from '../../lib/authz.js';
+import { sendProblem } from '../../lib/http.js';
 import { PageResponse } from '../../lib/pagination.js';
 import { OrganizationParams } from '../organizations/organizations.schema.js';
-import type { OpResult } from './ledger.book.js';
+import { asError, type Outcome } from './ledger.outcome.js';
 import {
   AddCreditsBody,
   BalanceResponse,
@@ -32,12 +33,15 @@ const DeductionResponse = Type.Object({
 
 const tags = ['credits'];
 
-/** Sends a ledger result: success JSON, or the stored problem; marks idempotent replays. */
-function send(reply: FastifyReply, result: OpResult) {
-  if (result.replayed) reply.header('idempotent-replayed', 'true');
-  if (result.status >= 400)
-    return reply.status(result.status).type('application/problem+json').send(JSON.stringify(result.body));
-  return reply.status(result.status).type('application/json').send(JSON.stringify(result.body));
+/**
+ * Renders a ledger outcome: its value as JSON with the route's success status, or its refusal as
+ * problem+json (status from the code); marks idempotent replays. A replay is rendered from the
+ * outcome as stored, by the same code, so its bytes are the first answer's (ledger.outcome.ts).
+ */
+function send(reply: FastifyReply, outcome: Outcome, status: 200 | 201) {
+  if (outcome.replayed) reply.header('idempotent-replayed', 'true');
+  if (!outcome.ok) return sendProblem(reply, asError(outcome), outcome.requestId);
+  return reply.status(status).type('application/json').send(JSON.stringify(outcome.value));
 }
 
 /** JSON page, or with ?format=csv every matching row as a download. Shared with /api/organization/transactions. */
@@ -85,6 +89,7 @@ export const ledgerRoutes =
         send(
           reply,
           await ledger.addCredits(req.ctx, req.params.id, req.body, req.headers['idempotency-key']),
+          201,
         ),
     );
 
@@ -105,6 +110,7 @@ export const ledgerRoutes =
         send(
           reply,
           await ledger.deductCredits(req.ctx, req.params.id, req.body, req.headers['idempotency-key']),
+          201,
         ),
     );
 
@@ -121,7 +127,11 @@ export const ledgerRoutes =
         },
       },
       async (req, reply) =>
-        send(reply, await ledger.transfer(req.ctx, req.params.id, req.body, req.headers['idempotency-key'])),
+        send(
+          reply,
+          await ledger.transfer(req.ctx, req.params.id, req.body, req.headers['idempotency-key']),
+          201,
+        ),
     );
 
     app.get(
@@ -181,6 +191,7 @@ export const ledgerRoutes =
         send(
           reply,
           await ledger.createHold(req.ctx, req.params.id, req.body, req.headers['idempotency-key']),
+          201,
         ),
     );
 
@@ -212,6 +223,7 @@ export const ledgerRoutes =
             req.body ?? {},
             req.headers['idempotency-key'],
           ),
+          200,
         ),
     );
 
@@ -230,6 +242,7 @@ export const ledgerRoutes =
         send(
           reply,
           await ledger.releaseHold(req.ctx, req.params.id, req.params.holdId, req.headers['idempotency-key']),
+          200,
         ),
     );
 
@@ -257,7 +270,7 @@ export const ledgerRoutes =
         },
       },
       async (req, reply) =>
-        send(reply, await ledger.markTopUpPaid(req.ctx, req.params.id, req.params.topUpId)),
+        send(reply, await ledger.markTopUpPaid(req.ctx, req.params.id, req.params.topUpId), 200),
     );
 
     app.get(

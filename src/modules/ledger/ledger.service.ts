@@ -1,3 +1,28 @@
+/**
+ * The credits ledger owns every organization's accounts (`credits`, `held`, the system accounts)
+ * and their balances, the immutable double-entry transactions that move them, holds, top-ups,
+ * credit settings (overdraft, monthly spending limit, auto-recharge), idempotency records, and the
+ * usage roll-ups each debit adds to; other modules read all of it through this service, never
+ * through its tables or repos.
+ */
+/*
+ * The ledger's files, by layer:
+ * - routes: ledger.routes.ts (HTTP in; outcomes rendered as JSON or problem+json), with the
+ *   request and response schemas in ledger.schema.ts;
+ * - service: this file, assembling the parts that share one engine (ledger.context.ts):
+ *   ledger.accounts.ts (balance, settings, history, export, verify), ledger.credits.ts (add,
+ *   deduct, transfer, usage), ledger.holds.ts, ledger.top-ups.ts (with the payment provider of
+ *   payments.ts), and the usage read model ledger.usage.ts;
+ * - decisions: ledger.core.ts, the rules as pure functions over in-memory state, and
+ *   ledger.outcome.ts, what an operation decided (applied, or refused with a catalogue code);
+ * - book: ledger.book.ts, one batch's in-memory view that operations decide against and post to;
+ * - engine: ledger.engine.ts, group commit: queues, batches, the one-round-trip and locking paths;
+ * - batch statement: ledger.batch.ts, a batch's whole outcome written as one SQL statement;
+ * - views: ledger.views.ts, amounts parsed from requests and rows formatted for responses;
+ * - repo: ledger.repo.ts (accounts, transactions, idempotency records, teams' budgets, invariants),
+ *   ledger.holds.repo.ts, ledger.top-ups.repo.ts and ledger.usage.repo.ts (roll-up reads): the
+ *   only SQL besides the batch statement.
+ */
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db, DbHandle } from '../../db/client.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -8,7 +33,11 @@ import { createLedgerCredits } from './ledger.credits.js';
 import { createLedgerEngine } from './ledger.engine.js';
 import { createLedgerHolds } from './ledger.holds.js';
 import { createLedgerTopUps, queueAutoRecharge } from './ledger.top-ups.js';
+import { createLedgerUsage } from './ledger.usage.js';
 import type { PaymentProvider } from './payments.js';
+
+export type { Outcome } from './ledger.outcome.js';
+export type { LedgerUsage, UsageTotals } from './ledger.usage.js';
 
 export interface LedgerDeps {
   db: Db;
@@ -33,7 +62,8 @@ export interface LedgerDeps {
  *
  * One object over four parts that share one engine (so an organization's operations stay
  * ordered whichever part submits them): accounts (balance, settings, history, export, verify),
- * credits (add, deduct, transfer, usage), holds, and top-ups.
+ * credits (add, deduct, transfer, usage), holds, and top-ups; and the usage read model. An
+ * operation that moves credits answers an Outcome (ledger.outcome.ts), rendered by the routes.
  */
 export function createLedgerService(deps: LedgerDeps) {
   const { db, organizations, payments } = deps;
@@ -68,6 +98,7 @@ export function createLedgerService(deps: LedgerDeps) {
     ...createLedgerCredits(shared),
     ...createLedgerHolds(shared),
     ...createLedgerTopUps(shared),
+    ...createLedgerUsage(),
   };
 }
 

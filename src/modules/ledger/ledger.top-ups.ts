@@ -6,9 +6,10 @@ import type { Tx } from '../../db/client.js';
 import type { Actor, RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { AppError } from '../../lib/problem.js';
-import { type OpResult, refusal } from './ledger.book.js';
-import { type LedgerContext, ok } from './ledger.context.js';
+import type { LedgerContext } from './ledger.context.js';
 import { CREDITS, type CreditState, checkCredit, SYSTEM } from './ledger.core.js';
+import { applied, type Outcome, refused } from './ledger.outcome.js';
+import * as repo from './ledger.top-ups.repo.js';
 import { fmt, type TopUpView, viewTopUp } from './ledger.views.js';
 import type { PaymentProvider } from './payments.js';
 
@@ -17,24 +18,13 @@ import type { PaymentProvider } from './payments.js';
  * threshold. An organization has at most one pending auto-recharge: a second is not queued.
  */
 export async function queueAutoRecharge(tx: Tx, s: CreditState, payments: PaymentProvider) {
-  await tx
-    .insertInto('top_ups')
-    .values({
-      organization_id: s.organizationId,
-      id: newId('top'),
-      amount: s.autoRechargeAmount,
-      reason: 'auto_recharge',
-      provider: payments.name,
-      payment_method: s.autoRechargePaymentMethod,
-    })
-    .onConflict((oc) =>
-      oc
-        .column('organization_id')
-        .where('status', '=', 'pending')
-        .where('reason', '=', 'auto_recharge')
-        .doNothing(),
-    )
-    .execute();
+  await repo.insertAutoRecharge(tx, {
+    organization_id: s.organizationId,
+    id: newId('top'),
+    amount: s.autoRechargeAmount,
+    provider: payments.name,
+    payment_method: s.autoRechargePaymentMethod,
+  });
 }
 
 export function createLedgerTopUps({ db, payments, engine, resolve }: LedgerContext) {
@@ -44,23 +34,17 @@ export function createLedgerTopUps({ db, payments, engine, resolve }: LedgerCont
     topUpId: string,
     actor: Actor,
     requestId: string,
-  ): Promise<OpResult> {
+  ): Promise<Outcome<TopUpView>> {
     return engine.submit({
       organizationIds: [orgId],
       requestId,
       run: async (book) => {
-        const t = await book.tx
-          .selectFrom('top_ups')
-          .selectAll()
-          .where('organization_id', '=', orgId)
-          .where('id', '=', topUpId)
-          .forUpdate()
-          .executeTakeFirst();
+        const t = await repo.lockTopUp(book.tx, orgId, topUpId);
         if (!t) throw new AppError('not_found', `No top-up "${topUpId}"`);
         if (t.status !== 'pending')
-          return refusal('top_up_not_pending', `The top-up is ${t.status}`, requestId);
+          return refused('top_up_not_pending', `The top-up is ${t.status}`, requestId);
         const capped = checkCredit(book.state(orgId), t.amount, fmt);
-        if (capped) return refusal(capped.code, capped.detail, requestId);
+        if (capped) return refused(capped.code, capped.detail, requestId);
         const txn = book.post(orgId, {
           type: 'top_up',
           amount: t.amount,
@@ -72,14 +56,8 @@ export function createLedgerTopUps({ db, payments, engine, resolve }: LedgerCont
           relatedId: t.id,
           actor,
         });
-        const paid = await book.tx
-          .updateTable('top_ups')
-          .set({ status: 'paid', transaction_id: txn.id, updated_at: book.now })
-          .where('organization_id', '=', orgId)
-          .where('id', '=', topUpId)
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        return ok(200, viewTopUp(paid));
+        const paid = await repo.updateTopUpPaid(book.tx, orgId, topUpId, txn.id, book.now);
+        return applied(viewTopUp(paid));
       },
     });
   }
@@ -87,25 +65,12 @@ export function createLedgerTopUps({ db, payments, engine, resolve }: LedgerCont
   return {
     async listTopUps(ctx: RequestContext, idOrSlug: string): Promise<TopUpView[]> {
       const org = await resolve(ctx, idOrSlug, 'credits:read');
-      const rows = await db
-        .selectFrom('top_ups')
-        .selectAll()
-        .where('organization_id', '=', org.id)
-        .orderBy('id', 'desc')
-        .limit(100)
-        .execute();
-      return rows.map(viewTopUp);
+      return (await repo.findTopUps(db, org.id, 100)).map(viewTopUp);
     },
 
     /** Starts pending top-ups with the payment provider (the top-up row is the outbox). */
     async startPendingTopUps(): Promise<number> {
-      const pending = await db
-        .selectFrom('top_ups')
-        .selectAll()
-        .where('status', '=', 'pending')
-        .where('external_id', 'is', null)
-        .limit(100)
-        .execute();
+      const pending = await repo.findUnstartedTopUps(db, 100);
       for (const t of pending) {
         const started = await payments.startTopUp({
           organizationId: t.organization_id,
@@ -113,17 +78,13 @@ export function createLedgerTopUps({ db, payments, engine, resolve }: LedgerCont
           amount: fmt(t.amount),
           paymentMethod: t.payment_method,
         });
-        await db
-          .updateTable('top_ups')
-          .set({
-            external_id: started.externalId,
-            status: started.status === 'failed' ? 'failed' : 'pending',
-            updated_at: new Date(),
-          })
-          .where('organization_id', '=', t.organization_id)
-          .where('id', '=', t.id)
-          .where('external_id', 'is', null)
-          .execute();
+        await repo.updateTopUpStarted(
+          db,
+          t.organization_id,
+          t.id,
+          { externalId: started.externalId, status: started.status === 'failed' ? 'failed' : 'pending' },
+          new Date(),
+        );
         if (started.status === 'paid')
           await settleTopUp(t.organization_id, t.id, { type: 'operator', id: payments.name }, 'provider');
       }
