@@ -171,8 +171,11 @@ export interface IdempotencyRecordsTable {
   organization_id: string;
   key: string;
   fingerprint: string;
-  status_code: number;
-  response: ColumnType<unknown, string, never>;
+  /** The answer as the ledger's outcome, JSON text (replayed byte for byte); null on records before 0013. */
+  outcome: string | null;
+  /** Records before 0013: the HTTP status and body (jsonb); null on newer ones. */
+  status_code: number | null;
+  response: ColumnType<unknown, string | null, never>;
   created_at: CreatedAt;
 }
 
