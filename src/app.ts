@@ -266,6 +266,8 @@ async function wireServices(deps: AppDeps, log: FastifyBaseLogger): Promise<Serv
     secret: await loadAuthSecret(db, deps.authSecret),
     baseURL: deps.publicUrl ?? 'http://127.0.0.1:3000',
     organizations,
+    members,
+    me,
     access: subOrganizations.accessOf,
     mail,
     log,
