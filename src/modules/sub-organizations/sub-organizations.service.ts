@@ -205,7 +205,7 @@ export function createSubOrganizationsService(deps: {
           active: r.active,
           currency: r.currency,
           balance: formatAmount(balances.get(r.id) ?? 0n),
-          member_count: (memberCounts.get(r.id)?.member_count as number | undefined) ?? 0,
+          member_count: memberCounts.get(r.id)?.member_count ?? 0,
           sub_organization_count: grandchildren.filter((g) => g.parent_id === r.id).length,
           created_at: r.created_at.toISOString(),
         })),
