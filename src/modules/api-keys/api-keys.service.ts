@@ -1,8 +1,15 @@
+/**
+ * The api-keys module owns `api_keys`: organization API keys, `obk_<prefix>_<secret>`, of which
+ * only the prefix (for lookup) and the SHA-256 of the whole key are stored. Rules: a key acts in
+ * its organization with its scopes (an agent's key as that agent, following it when it moves);
+ * lookups are cached in-process, and every change that could make a cached key wrong (creation,
+ * revocation, a move) is announced with NOTIFY in its transaction, so every process drops the key
+ * the moment it commits; wrong secrets are counted per prefix; keys die with their organization
+ * or agent.
+ */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { type Selectable, sql } from 'kysely';
 import { type Static, Type } from 'typebox';
 import type { Db, DbHandle, Executor, Tx } from '../../db/client.js';
-import type { ApiKeysTable } from '../../db/schema.js';
 import { createAttemptCounter } from '../../lib/attempts.js';
 import {
   type Actor,
@@ -16,6 +23,7 @@ import { newId } from '../../lib/ids.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
+import * as repo from './api-keys.repo.js';
 
 export const KEY_PREFIX = 'obk_';
 const CHANNEL = 'orgbase_api_keys';
@@ -66,7 +74,7 @@ export const CreatedApiKeyResponse = Type.Object({
   key: Type.String({ description: 'The secret: shown this once, stored only as a SHA-256 hash' }),
 });
 
-type KeyRow = Selectable<ApiKeysTable>;
+type KeyRow = repo.KeyRow;
 
 function view(k: KeyRow): Static<typeof ApiKeyResponse> {
   return {
@@ -85,11 +93,7 @@ function view(k: KeyRow): Static<typeof ApiKeyResponse> {
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-/**
- * Organization API keys: `obk_<prefix>_<secret>`. Only the prefix (for lookup) and the SHA-256
- * of the whole key are stored. Lookups are cached in-process; a revocation is announced with
- * NOTIFY in its transaction, so every process drops the key the moment it commits.
- */
+/** API keys: issued, listed, revoked, and checked on every request that presents one. */
 export function createApiKeysService(deps: {
   db: DbHandle;
   audit: AuditService;
@@ -116,7 +120,7 @@ export function createApiKeysService(deps: {
     if (hit && now - hit.at < CACHE_MS) return hit.row;
     const miss = unknown.get(prefix);
     if (miss !== undefined && now - miss < CACHE_MS) return undefined;
-    const row = await db.selectFrom('api_keys').selectAll().where('prefix', '=', prefix).executeTakeFirst();
+    const row = await repo.findKeyByPrefix(db, prefix);
     if (row) {
       cache.set(prefix, { row, at: now });
       return row;
@@ -153,13 +157,7 @@ export function createApiKeysService(deps: {
     if (now - (touched.get(row.id) ?? 0) > TOUCH_MS) {
       // Last-used is informational: written at most once a minute per key, off the request path.
       touched.set(row.id, now);
-      void db
-        .updateTable('api_keys')
-        .set({ last_used_at: new Date(now) })
-        .where('organization_id', '=', row.organization_id)
-        .where('id', '=', row.id)
-        .execute()
-        .catch(() => {});
+      void repo.updateLastUsed(db, row, new Date(now)).catch(() => {});
     }
     return {
       actor: {
@@ -173,16 +171,10 @@ export function createApiKeysService(deps: {
     };
   }
 
-  async function revokeIn(tx: Tx, rows: Array<{ organization_id: string; id: string; prefix: string }>) {
+  async function revokeIn(tx: Tx, rows: repo.KeyRef[]) {
     for (const r of rows) {
-      await tx
-        .updateTable('api_keys')
-        .set({ revoked_at: new Date() })
-        .where('organization_id', '=', r.organization_id)
-        .where('id', '=', r.id)
-        .where('revoked_at', 'is', null)
-        .execute();
-      await sql`select pg_notify(${CHANNEL}, ${r.prefix})`.execute(tx);
+      await repo.updateRevoked(tx, r);
+      await repo.notify(tx, CHANNEL, r.prefix);
     }
   }
 
@@ -200,23 +192,19 @@ export function createApiKeysService(deps: {
       .slice(0, 12);
     const key = `${KEY_PREFIX}${prefix}_${randomBytes(32).toString('base64url')}`;
     return db.transaction().execute(async (tx) => {
-      const row = await tx
-        .insertInto('api_keys')
-        .values({
-          organization_id: organizationId,
-          id: newId('key'),
-          name: opts.name,
-          prefix,
-          key_hash: sha256(key),
-          scopes: opts.scopes,
-          created_by: ctx.actor.id,
-          expires_at: expires,
-          agent_id: opts.agentId,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      const row = await repo.insertKey(tx, {
+        organization_id: organizationId,
+        id: newId('key'),
+        name: opts.name,
+        prefix,
+        key_hash: sha256(key),
+        scopes: opts.scopes,
+        created_by: ctx.actor.id,
+        expires_at: expires,
+        agent_id: opts.agentId,
+      });
       // A process that remembers the prefix as unknown forgets that when this commits.
-      await sql`select pg_notify(${CHANNEL}, ${prefix})`.execute(tx);
+      await repo.notify(tx, CHANNEL, prefix);
       await deps.audit.record(tx, ctx, {
         organizationId,
         action: 'api_key.created',
@@ -278,29 +266,15 @@ export function createApiKeysService(deps: {
 
     /** The agent moved: its keys follow it (and every process forgets them). */
     async onAgentMoved(tx: Tx, agentId: string, organizationId: string) {
-      const rows = await tx
-        .selectFrom('api_keys')
-        .select(['prefix'])
-        .where('agent_id', '=', agentId)
-        .execute();
-      await tx
-        .updateTable('api_keys')
-        .set({ organization_id: organizationId })
-        .where('agent_id', '=', agentId)
-        .execute();
+      const prefixes = await repo.moveAgentKeys(tx, agentId, organizationId);
       // Every process, this one included, drops these keys when the NOTIFY arrives after commit.
-      for (const r of rows) await sql`select pg_notify(${CHANNEL}, ${r.prefix})`.execute(tx);
-      for (const r of rows) forget(r.prefix);
+      for (const prefix of prefixes) await repo.notify(tx, CHANNEL, prefix);
+      for (const prefix of prefixes) forget(prefix);
     },
 
     /** The agent was deleted: so are its keys' rights. */
     async onAgentDeleted(tx: Tx, agentId: string) {
-      const rows = await tx
-        .selectFrom('api_keys')
-        .select(['organization_id', 'id', 'prefix'])
-        .where('agent_id', '=', agentId)
-        .where('revoked_at', 'is', null)
-        .execute();
+      const rows = await repo.findLiveKeys(tx, { agentId });
       await revokeIn(tx, rows);
       for (const r of rows) forget(r.prefix);
     },
@@ -308,13 +282,7 @@ export function createApiKeysService(deps: {
     async list(ctx: RequestContext, idOrSlug: string) {
       const org = await deps.organizations.load(db, idOrSlug);
       authorize(ctx, ['api_keys:read'], org.id);
-      const rows = await db
-        .selectFrom('api_keys')
-        .selectAll()
-        .where('organization_id', '=', org.id)
-        .orderBy('id', 'desc')
-        .execute();
-      return { data: rows.map(view) };
+      return { data: (await repo.findKeysOf(db, org.id, 'desc')).map(view) };
     },
 
     async revoke(ctx: RequestContext, idOrSlug: string, keyId: string) {
@@ -322,13 +290,7 @@ export function createApiKeysService(deps: {
       authorize(ctx, ['api_keys:manage'], org.id);
       let revokedPrefix: string | undefined;
       await db.transaction().execute(async (tx) => {
-        const row = await tx
-          .selectFrom('api_keys')
-          .select(['organization_id', 'id', 'prefix', 'revoked_at'])
-          .where('organization_id', '=', org.id)
-          .where('id', '=', keyId)
-          .forUpdate()
-          .executeTakeFirst();
+        const row = await repo.findKeyForUpdate(tx, org.id, keyId);
         if (!row) throw new AppError('not_found', 'No such API key');
         if (row.revoked_at) return;
         await revokeIn(tx, [row]);
@@ -346,24 +308,12 @@ export function createApiKeysService(deps: {
 
     /** Key metadata for the export: never secrets or hashes. */
     async exportSection(ex: Executor, organizationId: string) {
-      const rows = await ex
-        .selectFrom('api_keys')
-        .selectAll()
-        .where('organization_id', '=', organizationId)
-        .orderBy('id')
-        .execute();
-      return { api_keys: rows.map(view) };
+      return { api_keys: (await repo.findKeysOf(ex, organizationId, 'asc')).map(view) };
     },
 
     /** An organization's keys die with it. */
     async onOrganizationDeleted(tx: Tx, organizationId: string) {
-      const rows = await tx
-        .selectFrom('api_keys')
-        .select(['organization_id', 'id', 'prefix'])
-        .where('organization_id', '=', organizationId)
-        .where('revoked_at', 'is', null)
-        .execute();
-      await revokeIn(tx, rows);
+      await revokeIn(tx, await repo.findLiveKeys(tx, { organizationId }));
     },
   };
 }

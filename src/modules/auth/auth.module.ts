@@ -16,6 +16,8 @@ export const authModule = defineModule({
       secret: await loadAuthSecret(db, deps.authSecret),
       baseURL: deps.publicUrl ?? 'http://127.0.0.1:3000',
       organizations: services.organizations,
+      members: services.members,
+      me: services.me,
       access: services.subOrganizations.accessOf,
       mail: services.mail,
       log,

@@ -1,15 +1,25 @@
+/**
+ * The auth module owns the accounts: `users`, `sessions`, `accounts` and `verifications` (written
+ * by Better Auth, which hashes passwords and issues sessions: never our own crypto) and
+ * `platform_settings` (the generated signing secret). Other modules read accounts only through
+ * `accountById` / `accountByEmail` below. Rules: sign-up creates the user's personal organization
+ * with them as owner; every new session starts with an active organization; failed sign-ins and
+ * account mail are limited per account.
+ */
 import { randomBytes } from 'node:crypto';
 import { betterAuth } from 'better-auth';
 import { createAuthMiddleware } from 'better-auth/api';
 import type { SignUpPolicy } from '../../config.js';
-import type { Db } from '../../db/client.js';
+import type { Db, Executor, Tx } from '../../db/client.js';
 import { createAttemptCounter } from '../../lib/attempts.js';
 import type { Actor, RequestContext } from '../../lib/authz.js';
 import { AppError, type ErrorCode } from '../../lib/problem.js';
 import type { MailService } from '../mail/mail.service.js';
+import type { MeService } from '../me/me.service.js';
+import type { MembersService } from '../members/members.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { authOptions } from './auth.config.js';
-import { findUserIdByEmail, insertSettingOnce, updateUserEmailVerified } from './auth.repo.js';
+import * as repo from './auth.repo.js';
 import { resetPasswordEmail, verificationEmail } from './auth-email.js';
 
 const SECRET_KEY = 'auth_secret';
@@ -24,8 +34,27 @@ const MAIL_WINDOW_MS = 60 * 60_000;
 /** The signing secret: AUTH_SECRET, else one generated on first start and shared through the database. */
 export async function loadAuthSecret(db: Db, fromEnv: string | undefined): Promise<string> {
   if (fromEnv) return fromEnv;
-  return insertSettingOnce(db, SECRET_KEY, randomBytes(32).toString('base64url'));
+  return repo.insertSettingOnce(db, SECRET_KEY, randomBytes(32).toString('base64url'));
 }
+
+export type Account = repo.AccountRow;
+
+/**
+ * The account with this id, for the modules that show or check people (members, invitations,
+ * me). Plain functions rather than service methods: those modules are wired before this one.
+ */
+export const accountById = (ex: Executor, id: string): Promise<Account | undefined> =>
+  repo.findAccountById(ex, id);
+
+/** The account with this address (any case), if any. */
+export const accountByEmail = (ex: Executor, email: string): Promise<Account | undefined> =>
+  repo.findAccountByEmail(ex, email.toLowerCase());
+
+/**
+ * Locks the account's row until `tx` ends, so that checks of what one account owns take turns
+ * across requests and processes (it holds up no new session).
+ */
+export const lockAccount = (tx: Tx, userId: string): Promise<void> => repo.lockUser(tx, userId);
 
 /** Better Auth's error codes, mapped onto ours. */
 function codeFor(status: number, authCode: string | undefined): ErrorCode {
@@ -69,16 +98,15 @@ async function emailIn(request: Request): Promise<string | undefined> {
     : undefined;
 }
 
-/**
- * Users and sessions, through Better Auth (password hashing, sessions, cookies): never our own
- * crypto. Sign-up creates the user's personal organization with them as owner, and every new
- * session starts with an active organization.
- */
+/** Users and sessions, through Better Auth (password hashing, sessions, cookies). */
 export function createAuthService(deps: {
   db: Db;
   secret: string;
   baseURL: string;
   organizations: OrganizationsService;
+  /** A new session's first active organization: the user's oldest membership. */
+  members: Pick<MembersService, 'firstOrganizationOf'>;
+  me: Pick<MeService, 'openSession'>;
   /** The roles a signed-in user acts with (memberships, oversight, "join as"). */
   access: (
     userId: string,
@@ -117,7 +145,7 @@ export function createAuthService(deps: {
    * mailbox insert, for existing accounts only).
    */
   function sendAccountMail(to: string, content: { subject: string; text: string; html: string }): void {
-    deps.mail.send({ to, ...content }).catch((err: unknown) => {
+    deps.mail.send({ to, ...content }, db).catch((err: unknown) => {
       deps.log.error({ err, to }, 'account mail not sent');
     });
   }
@@ -180,19 +208,8 @@ export function createAuthService(deps: {
       session: {
         create: {
           after: async (session) => {
-            const first = await db
-              .selectFrom('members')
-              .select('organization_id')
-              .where('user_id', '=', session.userId)
-              .orderBy('created_at')
-              .limit(1)
-              .executeTakeFirst();
-            if (first)
-              await db
-                .insertInto('session_contexts')
-                .values({ session_id: session.id, active_organization_id: first.organization_id })
-                .onConflict((oc) => oc.column('session_id').doNothing())
-                .execute();
+            const first = await deps.members.firstOrganizationOf(db, session.userId);
+            if (first) await deps.me.openSession(db, session.id, first);
           },
         },
       },
@@ -287,7 +304,7 @@ export function createAuthService(deps: {
         throw new AppError('sign_up_disabled', 'Accounts are not created through the API; sign in to accept');
       const email = body.email.toLowerCase();
       // Asked first: with verification required, Better Auth answers a taken address like a new one.
-      if (await findUserIdByEmail(db, email))
+      if (await repo.findUserIdByEmail(db, email))
         throw new AppError('email_taken', `An account with ${email} exists: sign in to accept`);
       proven.add(email);
       let response: Response;
@@ -304,7 +321,7 @@ export function createAuthService(deps: {
             : {}),
         });
       }
-      await updateUserEmailVerified(db, email);
+      await repo.updateUserEmailVerified(db, email);
       if (!response.headers.get('set-auth-token'))
         // Verification required: sign-up made no session; the address is verified now, so sign in.
         response = await auth.api.signInEmail({

@@ -1,7 +1,11 @@
+/**
+ * The domains module owns `organization_domains`: custom domains, proven with a DNS TXT record.
+ * Rules: an organization lists a domain once; at most one organization holds a domain verified;
+ * verification writes only on success; adding or proving one takes the `custom_domains` feature
+ * (a plan that lost it keeps its list); a deleted organization lets its domains go.
+ */
 import { randomBytes } from 'node:crypto';
-import type { Selectable } from 'kysely';
 import type { Db, Executor, Tx } from '../../db/client.js';
-import type { OrganizationDomainsTable } from '../../db/schema.js';
 import { authorize, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { AppError } from '../../lib/problem.js';
@@ -9,8 +13,9 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import type { FeaturesService } from '../plans/features.service.js';
 import { DnsLookupError, type TxtResolver } from './dns.js';
+import * as repo from './domains.repo.js';
 
-type DomainRow = Selectable<OrganizationDomainsTable>;
+type DomainRow = repo.DomainRow;
 
 /** Where the proof goes: a TXT record on this name below the domain. */
 export const CHALLENGE_LABEL = '_orgbase-challenge';
@@ -37,10 +42,7 @@ function isUniqueViolation(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '23505';
 }
 
-/**
- * Custom domains, proven with a DNS TXT record. Invariants: an organization lists a domain
- * once; at most one organization holds a domain verified; verification writes only on success.
- */
+/** Custom domains: added, listed, verified against DNS, removed. */
 export function createDomainsService(deps: {
   db: Db;
   audit: AuditService;
@@ -51,25 +53,9 @@ export function createDomainsService(deps: {
   const { db, audit, organizations, features, resolver } = deps;
 
   async function loadDomain(ex: Executor, organizationId: string, id: string): Promise<DomainRow> {
-    const row = await ex
-      .selectFrom('organization_domains')
-      .selectAll()
-      .where('organization_id', '=', organizationId)
-      .where('id', '=', id)
-      .executeTakeFirst();
+    const row = await repo.findDomain(ex, organizationId, id);
     if (!row) throw new AppError('not_found', 'No such domain');
     return row;
-  }
-
-  async function verifiedElsewhere(ex: Executor, organizationId: string, domain: string) {
-    const row = await ex
-      .selectFrom('organization_domains')
-      .select('organization_id')
-      .where('domain', '=', domain)
-      .where('status', '=', 'verified')
-      .where('organization_id', '!=', organizationId)
-      .executeTakeFirst();
-    return row !== undefined;
   }
 
   const taken = (domain: string) =>
@@ -83,19 +69,14 @@ export function createDomainsService(deps: {
       authorize(ctx, ['domains:manage'], org.id);
       await features.require(db, org.id, 'custom_domains');
       const domain = input.domain.toLowerCase().replace(/\.$/, '');
-      if (await verifiedElsewhere(db, org.id, domain)) throw taken(domain);
+      if (await repo.isVerifiedElsewhere(db, org.id, domain)) throw taken(domain);
       return db.transaction().execute(async (tx) => {
-        const row = await tx
-          .insertInto('organization_domains')
-          .values({
-            organization_id: org.id,
-            id: newId('dom'),
-            domain,
-            verification_token: randomBytes(20).toString('hex'),
-          })
-          .onConflict((oc) => oc.columns(['organization_id', 'domain']).doNothing())
-          .returningAll()
-          .executeTakeFirst();
+        const row = await repo.insertDomain(tx, {
+          organization_id: org.id,
+          id: newId('dom'),
+          domain,
+          verification_token: randomBytes(20).toString('hex'),
+        });
         if (!row)
           throw new AppError('domain_taken', `${domain} is already listed for this organization`, {
             errors: [{ field: 'domain', message: 'is already listed' }],
@@ -114,12 +95,7 @@ export function createDomainsService(deps: {
     async list(ctx: RequestContext, idOrSlug: string) {
       const org = await organizations.load(db, idOrSlug);
       authorize(ctx, ['domains:read'], org.id);
-      const rows = await db
-        .selectFrom('organization_domains')
-        .selectAll()
-        .where('organization_id', '=', org.id)
-        .orderBy('domain')
-        .execute();
+      const rows = await repo.findDomainsOf(db, org.id);
       return { data: rows.map(view), next_cursor: null };
     },
 
@@ -153,18 +129,11 @@ export function createDomainsService(deps: {
           `No TXT record "${expected.value}" at ${expected.name} yet (DNS changes can take a while to appear)`,
           { extra: { record: expected, found: records.length } },
         );
-      if (await verifiedElsewhere(db, org.id, row.domain)) throw taken(row.domain);
+      if (await repo.isVerifiedElsewhere(db, org.id, row.domain)) throw taken(row.domain);
       return db.transaction().execute(async (tx) => {
-        const now = new Date();
         let updated: DomainRow;
         try {
-          updated = await tx
-            .updateTable('organization_domains')
-            .set({ status: 'verified', verified_at: now, last_checked_at: now })
-            .where('organization_id', '=', org.id)
-            .where('id', '=', row.id)
-            .returningAll()
-            .executeTakeFirstOrThrow();
+          updated = await repo.updateVerified(tx, org.id, row.id);
         } catch (err) {
           if (isUniqueViolation(err)) throw taken(row.domain);
           throw err;
@@ -185,11 +154,7 @@ export function createDomainsService(deps: {
       authorize(ctx, ['domains:manage'], org.id);
       await db.transaction().execute(async (tx) => {
         const row = await loadDomain(tx, org.id, domainId);
-        await tx
-          .deleteFrom('organization_domains')
-          .where('organization_id', '=', org.id)
-          .where('id', '=', row.id)
-          .execute();
+        await repo.deleteDomain(tx, org.id, row.id);
         await audit.record(tx, ctx, {
           organizationId: org.id,
           action: 'domain.removed',
@@ -202,17 +167,11 @@ export function createDomainsService(deps: {
 
     /** A deleted organization lets its domains go, so another can verify them. */
     async onOrganizationDeleted(tx: Tx, organizationId: string) {
-      await tx.deleteFrom('organization_domains').where('organization_id', '=', organizationId).execute();
+      await repo.deleteDomainsOf(tx, organizationId);
     },
 
     async exportSection(ex: Executor, organizationId: string) {
-      const rows = await ex
-        .selectFrom('organization_domains')
-        .selectAll()
-        .where('organization_id', '=', organizationId)
-        .orderBy('domain')
-        .execute();
-      return { domains: rows.map(view) };
+      return { domains: (await repo.findDomainsOf(ex, organizationId)).map(view) };
     },
   };
 }

@@ -151,25 +151,3 @@ export async function updateInvitationAccepted(
     .executeTakeFirst();
   return row !== undefined;
 }
-
-/** Whether the account with this (lower-case) address is a member of the organization. */
-export async function findMemberByEmail(
-  db: Executor,
-  organizationId: string,
-  email: string,
-): Promise<{ id: string } | undefined> {
-  return db
-    .selectFrom('members as m')
-    .innerJoin('users as u', 'u.id', 'm.user_id')
-    .select('u.id')
-    .where('m.organization_id', '=', organizationId)
-    .where('u.email', '=', email)
-    .executeTakeFirst();
-}
-
-export async function findUser(
-  db: Executor,
-  userId: string,
-): Promise<{ id: string; name: string; email: string } | undefined> {
-  return db.selectFrom('users').select(['id', 'name', 'email']).where('id', '=', userId).executeTakeFirst();
-}

@@ -1,3 +1,11 @@
+/**
+ * The invitations module owns `invitations`: invitations by email to join an organization with a
+ * role. Rules: the token is mailed and never stored (only its SHA-256), so not even the inviter can
+ * accept in the invitee's place; an invitation is single use and expires after 7 days (expired,
+ * revoked or used tokens answer 410); an address has at most one pending invitation per
+ * organization; owner-role invitations take `members:manage_owners`. Joining goes through the
+ * members module, accounts through the auth module.
+ */
 import { createHash, randomBytes } from 'node:crypto';
 import { type Static, Type } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
@@ -6,7 +14,7 @@ import { newId } from '../../lib/ids.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
-import type { AuthService } from '../auth/auth.service.js';
+import { type AuthService, accountById } from '../auth/auth.service.js';
 import type { MailService } from '../mail/mail.service.js';
 import type { MeService } from '../me/me.service.js';
 import { RoleSchema } from '../members/members.schema.js';
@@ -88,11 +96,7 @@ function view(r: Row): Static<typeof InvitationResponse> {
 const hash = (token: string) => createHash('sha256').update(token).digest('hex');
 const newToken = () => randomBytes(32).toString('base64url');
 
-/**
- * Invitations by email. The token is mailed and never stored (only its SHA-256), so not even the
- * inviter can accept in the invitee's place. Single use; expires after 7 days; expired, revoked
- * or used tokens answer 410.
- */
+/** Invitations: created, listed, resent and revoked by the organization; previewed and accepted by link. */
 export function createInvitationsService(deps: {
   db: Db;
   audit: AuditService;
@@ -126,7 +130,7 @@ export function createInvitationsService(deps: {
 
   async function inviterName(ctx: RequestContext): Promise<string | null> {
     if (ctx.actor.type !== 'user') return null;
-    return (await repo.findUser(db, ctx.actor.id))?.name ?? null;
+    return (await accountById(db, ctx.actor.id))?.name ?? null;
   }
 
   /**
@@ -173,7 +177,7 @@ export function createInvitationsService(deps: {
         org.id,
       );
       const email = body.email.toLowerCase();
-      if (await repo.findMemberByEmail(db, org.id, email))
+      if (await deps.members.hasMemberWithEmail(db, org.id, email))
         throw new AppError('already_member', `${email} is already a member`);
       const token = newToken();
       const inviter = await inviterName(ctx);
@@ -292,7 +296,7 @@ export function createInvitationsService(deps: {
       if (ctx) {
         if (ctx.actor.type !== 'user')
           throw new AppError('forbidden', 'Invitations are accepted by people, not keys');
-        const me = await repo.findUser(db, ctx.actor.id);
+        const me = await accountById(db, ctx.actor.id);
         if (!me) throw new AppError('unauthenticated', 'The account is gone');
         if (me.email.toLowerCase() !== row.email)
           throw new AppError('email_mismatch', `This invitation is for ${row.email}`);

@@ -1,7 +1,15 @@
+/**
+ * The mail module owns `mailbox_messages`, the local mailbox. Outgoing mail goes over SMTP when
+ * SMTP_URL is set; without it each message is kept in the mailbox (`GET /api/dev/mailbox`,
+ * `orgbase mailbox`), so a fresh install can invite people without any setup. Rules: a kept
+ * message is written on the caller's executor, so it commits (or not) with the change it
+ * announces; only the operator reads the mailbox.
+ */
 import nodemailer from 'nodemailer';
 import type { Db, Executor } from '../../db/client.js';
 import { authorize, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
+import * as repo from './mail.repo.js';
 
 export interface Message {
   to: string;
@@ -10,21 +18,12 @@ export interface Message {
   html: string;
 }
 
-/**
- * Outgoing mail. With SMTP_URL it goes out over SMTP; without it the embedded default keeps each
- * message in a local mailbox (`GET /api/dev/mailbox`, `orgbase mailbox`), so a fresh install can
- * invite people without any setup.
- */
+/** Outgoing mail: SMTP, or the local mailbox. */
 export function createMailService(deps: { db: Db; smtpUrl: string | undefined; from: string }) {
   const transport = deps.smtpUrl ? nodemailer.createTransport(deps.smtpUrl) : undefined;
 
   async function mailbox(limit: number) {
-    const rows = await deps.db
-      .selectFrom('mailbox_messages')
-      .selectAll()
-      .orderBy('id', 'desc')
-      .limit(limit)
-      .execute();
+    const rows = await repo.findMessages(deps.db, limit);
     return rows.map((m) => ({
       id: m.id,
       to: m.to_address,
@@ -40,25 +39,22 @@ export function createMailService(deps: { db: Db; smtpUrl: string | undefined; f
     transport: transport ? 'smtp' : 'mailbox',
 
     /**
-     * Sends (or keeps) a message. Pass the caller's transaction so that a message kept in the
-     * mailbox commits with the change it announces.
+     * Sends (or keeps) a message. `ex` is the caller's transaction when the mail announces a
+     * change (a message kept in the mailbox then commits with it), else the root connection.
      */
-    async send(message: Message, ex: Executor = deps.db): Promise<void> {
+    async send(message: Message, ex: Executor): Promise<void> {
       if (transport) {
         await transport.sendMail({ from: deps.from, ...message });
         return;
       }
-      await ex
-        .insertInto('mailbox_messages')
-        .values({
-          id: newId('msg'),
-          to_address: message.to,
-          from_address: deps.from,
-          subject: message.subject,
-          text_body: message.text,
-          html_body: message.html,
-        })
-        .execute();
+      await repo.insertMessage(ex, {
+        id: newId('msg'),
+        to_address: message.to,
+        from_address: deps.from,
+        subject: message.subject,
+        text_body: message.text,
+        html_body: message.html,
+      });
     },
 
     /** The local mailbox, newest first (operator only). */

@@ -1,24 +1,20 @@
-import type { Db, Tx } from '../../db/client.js';
+/**
+ * The me module owns `session_contexts`: per session, the active organization (the one that
+ * org-implicit routes, `/api/organization…`, act on) and the "join as" state that the
+ * sub-organizations module sets. Rules: a session always has exactly one active organization while
+ * the user belongs to any, and it is always one of their organizations (else the oldest one
+ * stands in); switching changes nothing else.
+ */
+import type { Db, Executor, Tx } from '../../db/client.js';
 import type { RequestContext, Role } from '../../lib/authz.js';
 import { AppError, invalidField } from '../../lib/problem.js';
+import { accountById } from '../auth/auth.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
+import * as repo from './me.repo.js';
 
-/**
- * The caller and their organizations, and the session's active organization: the one that
- * org-implicit routes (`/api/organization…`) act on. A session always has exactly one while the
- * user belongs to any; switching changes nothing else.
- */
+/** The caller, their organizations, and the session's active organization. */
 export function createMeService(deps: { db: Db; organizations: OrganizationsService }) {
   const { db, organizations } = deps;
-
-  async function storedActive(sessionId: string): Promise<string | undefined> {
-    const row = await db
-      .selectFrom('session_contexts')
-      .select('active_organization_id')
-      .where('session_id', '=', sessionId)
-      .executeTakeFirst();
-    return row?.active_organization_id;
-  }
 
   /** The active organization's id: the session's choice while it is still a membership, else the oldest one. */
   async function activeOrganizationId(ctx: RequestContext): Promise<string> {
@@ -26,7 +22,7 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
     if (actor.type === 'api_key') return actor.organizationId;
     if (actor.type === 'operator')
       throw new AppError('not_found', 'The operator has no active organization; use /api/organizations/{id}');
-    const chosen = actor.sessionId ? await storedActive(actor.sessionId) : undefined;
+    const chosen = actor.sessionId ? await repo.findActiveOrganization(db, actor.sessionId) : undefined;
     if (chosen && actor.roles.has(chosen)) return chosen;
     const first = [...actor.roles.keys()].sort()[0];
     if (!first) throw new AppError('not_found', 'You do not belong to any organization');
@@ -34,28 +30,20 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
   }
 
   async function setActive(sessionId: string, organizationId: string) {
-    await db
-      .insertInto('session_contexts')
-      .values({ session_id: sessionId, active_organization_id: organizationId })
-      .onConflict((oc) =>
-        oc
-          .column('session_id')
-          .doUpdateSet({ active_organization_id: organizationId, updated_at: new Date() }),
-      )
-      .execute();
+    await repo.upsertActiveOrganization(db, sessionId, organizationId);
   }
 
   return {
     activeOrganizationId,
     setActive,
 
+    /** A new session's active organization (auth calls this); a session that has one keeps it. */
+    openSession: (ex: Executor, sessionId: string, organizationId: string) =>
+      repo.insertSessionContext(ex, sessionId, organizationId),
+
     /** The sub-organization this session joined as a role, as stored (the caller checks it still may). */
     async joinedOf(sessionId: string) {
-      const row = await db
-        .selectFrom('session_contexts')
-        .select(['joined_organization_id', 'joined_role', 'return_organization_id'])
-        .where('session_id', '=', sessionId)
-        .executeTakeFirst();
+      const row = await repo.findJoined(db, sessionId);
       if (!row?.joined_organization_id || !row.joined_role) return undefined;
       return {
         organizationId: row.joined_organization_id,
@@ -72,46 +60,20 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
         joined_role: role,
         return_organization_id: returnTo,
       };
-      await tx
-        .insertInto('session_contexts')
-        .values({ session_id: sessionId, ...joined })
-        .onConflict((oc) => oc.column('session_id').doUpdateSet({ ...joined, updated_at: new Date() }))
-        .execute();
+      await repo.upsertJoined(tx, sessionId, joined);
     },
 
     /** Ends "join as": the session is back where it was before it joined. */
     async leave(tx: Tx, sessionId: string, returnTo: string) {
-      await tx
-        .updateTable('session_contexts')
-        .set({
-          active_organization_id: returnTo,
-          joined_organization_id: null,
-          joined_role: null,
-          return_organization_id: null,
-          updated_at: new Date(),
-        })
-        .where('session_id', '=', sessionId)
-        .execute();
+      await repo.updateLeft(tx, sessionId, returnTo);
     },
 
     async me(ctx: RequestContext) {
       const actor = ctx.actor;
       if (actor.type !== 'user') throw new AppError('forbidden', '/api/me describes a signed-in user');
-      const user = await db
-        .selectFrom('users')
-        .select(['id', 'name', 'email', 'created_at'])
-        .where('id', '=', actor.id)
-        .executeTakeFirstOrThrow();
-      const ids = [...actor.roles.keys()];
-      const orgs = ids.length
-        ? await db
-            .selectFrom('organizations')
-            .select(['id', 'name', 'slug', 'active', 'parent_id'])
-            .where('id', 'in', ids)
-            .where('deleted_at', 'is', null)
-            .orderBy('id')
-            .execute()
-        : [];
+      const user = await accountById(db, actor.id);
+      if (!user) throw new Error(`the signed-in account ${actor.id} does not exist`);
+      const orgs = await repo.findLiveOrganizationSummaries(db, [...actor.roles.keys()]);
       const active = orgs.length ? await activeOrganizationId(ctx) : null;
       const list = orgs.map((o) => ({
         ...o,
@@ -144,13 +106,7 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
       const org = await organizations.load(db, idOrSlug).catch(() => undefined);
       if (!org || !actor.roles.has(org.id))
         throw invalidField('organization_id', 'is not an organization you belong to');
-      await db
-        .insertInto('session_contexts')
-        .values({ session_id: actor.sessionId, active_organization_id: org.id })
-        .onConflict((oc) =>
-          oc.column('session_id').doUpdateSet({ active_organization_id: org.id, updated_at: new Date() }),
-        )
-        .execute();
+      await setActive(actor.sessionId, org.id);
       return this.me(ctx);
     },
   };

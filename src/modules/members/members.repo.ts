@@ -1,5 +1,11 @@
 import type { Executor } from '../../db/client.js';
+import { countByOrganization } from '../../db/counts.js';
 import type { Role } from '../../lib/authz.js';
+
+// The `members` table's SQL. Some statements join `users` (the auth module's table) for a
+// member's name and email, read-only: one statement where going through the auth module would
+// take two round trips (a page of members), or where one statement of one shape is the point
+// (findAccountMembershipsAmong).
 
 export interface MemberRow {
   organization_id: string;
@@ -111,16 +117,33 @@ export async function countMembers(db: Executor, organizationId: string): Promis
   return Number(r.n);
 }
 
-export async function findUserByEmail(db: Executor, email: string) {
-  return db
-    .selectFrom('users')
-    .select(['id', 'name', 'email'])
-    .where('email', '=', email.toLowerCase())
-    .executeTakeFirst();
+/** Members per organization among `organizationIds`, in one query (list pages). */
+export function countMembersByOrganization(db: Executor, organizationIds: string[]) {
+  return countByOrganization(db, 'members', organizationIds);
 }
 
-export async function findUserById(db: Executor, id: string) {
-  return db.selectFrom('users').select(['id', 'name', 'email']).where('id', '=', id).executeTakeFirst();
+/** The organization the user joined first, if any. */
+export async function findFirstOrganizationOf(db: Executor, userId: string): Promise<string | undefined> {
+  const row = await db
+    .selectFrom('members')
+    .select('organization_id')
+    .where('user_id', '=', userId)
+    .orderBy('created_at')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.organization_id;
+}
+
+/** Whether the account with this (lower-case) address is a member of the organization. */
+export async function isMemberByEmail(db: Executor, organizationId: string, email: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('members as m')
+    .innerJoin('users as u', 'u.id', 'm.user_id')
+    .select('u.id')
+    .where('m.organization_id', '=', organizationId)
+    .where('u.email', '=', email)
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 /**

@@ -1,10 +1,17 @@
+/**
+ * The members module owns `members`: user × organization × role. Rules: an organization that has
+ * members always keeps at least one owner (removing or demoting the last one answers 409
+ * last_owner); owners are made and unmade only by owners (`members:manage_owners`); nobody is left
+ * without an organization by leaving or by a deletion (409 last_organization). Accounts themselves
+ * (`users`) are the auth module's.
+ */
 import type { Static } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
-import { countsAs } from '../../db/counts.js';
 import { authorize, can, type RequestContext, type Role } from '../../lib/authz.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
+import { accountByEmail, accountById } from '../auth/auth.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import type { CapacityCheck } from '../plans/plans.catalog.js';
 import * as repo from './members.repo.js';
@@ -30,11 +37,7 @@ function selfId(ctx: RequestContext): string | undefined {
   return ctx.actor.type === 'user' ? ctx.actor.id : undefined;
 }
 
-/**
- * Memberships: user × organization × role. Invariant: an organization that has members always
- * keeps at least one owner (removing or demoting the last one answers 409 last_owner).
- * Owners are made and unmade only by owners (`members:manage_owners`).
- */
+/** Memberships: who belongs to an organization, with which role. */
 export function createMembersService(deps: {
   db: Db;
   audit: AuditService;
@@ -44,9 +47,9 @@ export function createMembersService(deps: {
 }) {
   const { db, audit, organizations } = deps;
 
-  /** The organization, locked when inside a transaction (serializes membership changes). */
-  function resolve(idOrSlug: string, tx: Db | Tx = db) {
-    return organizations.load(tx, idOrSlug, { forUpdate: tx !== db });
+  /** The organization, locked until `tx` ends (serializes membership changes). */
+  function lockOrganization(tx: Tx, idOrSlug: string) {
+    return organizations.load(tx, idOrSlug, { forUpdate: true });
   }
 
   function targetId(ctx: RequestContext, userId: string): string {
@@ -96,8 +99,8 @@ export function createMembersService(deps: {
   ): Promise<string | undefined> {
     if (ctx.actor.type === 'operator') {
       const user = who.userId
-        ? await repo.findUserById(tx, who.userId)
-        : await repo.findUserByEmail(tx, who.email as string);
+        ? await accountById(tx, who.userId)
+        : await accountByEmail(tx, who.email as string);
       return user?.id;
     }
     const root = await organizations.rootOf(tx, organizationId);
@@ -145,9 +148,19 @@ export function createMembersService(deps: {
     },
 
     /** member_count of each organization on a list page. */
-    listCounts: countsAs('member_count', 'members'),
+    async listCounts(ex: Executor, organizationIds: string[]) {
+      const counts = await repo.countMembersByOrganization(ex, organizationIds);
+      return new Map([...counts].map(([id, n]) => [id, { member_count: n }]));
+    },
 
-    countMembers: (tx: Db | Tx, organizationId: string) => repo.countMembers(tx, organizationId),
+    countMembers: (ex: Executor, organizationId: string) => repo.countMembers(ex, organizationId),
+
+    /** The organization the user joined first (a new session's active one), if any. */
+    firstOrganizationOf: (ex: Executor, userId: string) => repo.findFirstOrganizationOf(ex, userId),
+
+    /** Whether the account with this address (any case) is a member of the organization. */
+    hasMemberWithEmail: (ex: Executor, organizationId: string, email: string) =>
+      repo.isMemberByEmail(ex, organizationId, email.toLowerCase()),
 
     async exportSection(ex: Executor, organizationId: string) {
       const rows = await repo.findMembers(ex, organizationId, { afterUserId: undefined, limit: 1_000_000 });
@@ -209,7 +222,7 @@ export function createMembersService(deps: {
       idOrSlug: string,
       query: { limit?: number; cursor?: string },
     ): Promise<Page<MemberView>> {
-      const org = await resolve(idOrSlug);
+      const org = await organizations.load(db, idOrSlug);
       authorize(ctx, ['members:read'], org.id);
       const limit = query.limit ?? DEFAULT_LIMIT;
       const rows = await repo.findMembers(db, org.id, {
@@ -234,7 +247,7 @@ export function createMembersService(deps: {
           'give exactly one of user_id and email',
         );
       return db.transaction().execute(async (tx) => {
-        const org = await resolve(idOrSlug, tx);
+        const org = await lockOrganization(tx, idOrSlug);
         authorize(
           ctx,
           body.role === 'owner' ? ['members:manage', 'members:manage_owners'] : ['members:manage'],
@@ -263,7 +276,7 @@ export function createMembersService(deps: {
 
     async changeRole(ctx: RequestContext, idOrSlug: string, userId: string, role: Role): Promise<MemberView> {
       return db.transaction().execute(async (tx) => {
-        const org = await resolve(idOrSlug, tx);
+        const org = await lockOrganization(tx, idOrSlug);
         authorize(ctx, ['members:manage'], org.id);
         const id = targetId(ctx, userId);
         const member = await repo.findMember(tx, org.id, id, true);
@@ -282,7 +295,7 @@ export function createMembersService(deps: {
     /** Removes a member; any member may remove themselves (leave). */
     async remove(ctx: RequestContext, idOrSlug: string, userId: string): Promise<void> {
       await db.transaction().execute(async (tx) => {
-        const org = await resolve(idOrSlug, tx);
+        const org = await lockOrganization(tx, idOrSlug);
         const id = targetId(ctx, userId);
         const leaving = id === selfId(ctx);
         authorize(ctx, leaving ? ['organization:read'] : ['members:manage'], org.id);
@@ -308,7 +321,7 @@ export function createMembersService(deps: {
     /** Makes another member the owner; a user handing it over becomes an admin. */
     async transferOwnership(ctx: RequestContext, idOrSlug: string, userId: string): Promise<MemberView> {
       return db.transaction().execute(async (tx) => {
-        const org = await resolve(idOrSlug, tx);
+        const org = await lockOrganization(tx, idOrSlug);
         authorize(ctx, ['members:manage_owners'], org.id);
         const target = await repo.findMember(tx, org.id, userId, true);
         if (!target) throw invalidField('user_id', 'is not a member of this organization');

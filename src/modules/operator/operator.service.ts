@@ -1,8 +1,15 @@
+/**
+ * The operator module owns `operator_credentials`: the platform operator's bearer token, stored
+ * only as its SHA-256. Rules: with ADMIN_TOKEN set, that token is the only one; without it, the
+ * first start generates one, prints it once, and stores only its hash; rotating revokes the old
+ * one in the same transaction that stores the new one (other processes notice within CACHE_MS).
+ */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../../db/client.js';
 import { type Actor, authorize, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { AppError } from '../../lib/problem.js';
+import * as repo from './operator.repo.js';
 
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
@@ -31,39 +38,23 @@ function hashOf(token: string): string {
 /** How long a process trusts its copy of the stored token hash before reading it again. */
 const CACHE_MS = 5_000;
 
-/**
- * The platform operator's bearer token. With ADMIN_TOKEN set, that token is the only one.
- * Without it, the first start generates one, prints it once, and stores only its SHA-256;
- * `orgbase admin-token rotate` replaces it (other processes notice within CACHE_MS).
- */
+/** The platform operator's bearer token: bootstrap, rotation (`orgbase admin-token rotate`), checks. */
 export function createOperatorService(deps: { db: Db; adminToken: string | undefined }) {
   const envHash = deps.adminToken ? hashToken(deps.adminToken) : undefined;
   let cached: { hashes: { id: string; hash: string }[]; at: number } | undefined;
 
   async function storedHashes() {
     if (cached && Date.now() - cached.at < CACHE_MS) return cached.hashes;
-    const rows = await deps.db
-      .selectFrom('operator_credentials')
-      .select(['id', 'token_hash'])
-      .where('revoked_at', 'is', null)
-      .execute();
+    const rows = await repo.findLiveCredentials(deps.db);
     cached = { hashes: rows.map((r) => ({ id: r.id, hash: r.token_hash })), at: Date.now() };
     return cached.hashes;
   }
 
   async function issue(): Promise<string> {
     const token = `obo_${randomBytes(32).toString('base64url')}`;
-    await deps.db.transaction().execute(async (tx) => {
-      await tx
-        .updateTable('operator_credentials')
-        .set({ revoked_at: new Date() })
-        .where('revoked_at', 'is', null)
-        .execute();
-      await tx
-        .insertInto('operator_credentials')
-        .values({ id: newId('opc'), token_hash: hashToken(token) })
-        .execute();
-    });
+    await deps.db
+      .transaction()
+      .execute((tx) => repo.replaceCredential(tx, { id: newId('opc'), token_hash: hashToken(token) }));
     cached = undefined;
     return token;
   }

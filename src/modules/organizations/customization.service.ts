@@ -1,3 +1,10 @@
+/**
+ * An organization's customization (white-label): display name, logo and colour. It owns no table:
+ * they are kept in the organization's `branding`, read and written through the organizations
+ * service. Rules: reading takes `organization:read`; changing it takes `organization:update` and
+ * the `custom_branding` feature, and is audited; a field left out falls back to the default.
+ * Invitation mail and the accept page use it; the dashboard themes itself with it.
+ */
 import type { Db, Executor } from '../../db/client.js';
 import { authorize, type RequestContext } from '../../lib/authz.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -19,10 +26,7 @@ function customizationOf(branding: Record<string, unknown>): Customization {
   };
 }
 
-/**
- * An organization's customization (white-label): display name, logo and colour, kept in its
- * `branding`. Invitation mail and the accept page use it; the dashboard themes itself with it.
- */
+/** Customization: read and replaced as a whole. */
 export function createCustomizationService(deps: {
   db: Db;
   audit: AuditService;

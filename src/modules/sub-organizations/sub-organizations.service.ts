@@ -1,3 +1,12 @@
+/**
+ * The sub-organizations module owns no table: the tree is organizations' `parent_id`, and what it
+ * changes goes through the modules that own it (organizations, members, plans, features, ledger,
+ * me for "join as"). Rules: the parent's owners and admins act as `admin` in every organization
+ * below it (computed per request from the tree, so detaching removes it at once); a tree is at most
+ * MAX_DEPTH levels below its top-level organization; a sub-organization needs its parent to have
+ * `sub_organizations` and gets no plan or feature above the parent's; its monthly spending limit is
+ * the parent's to set; only the parent's owners (or the operator) detach it.
+ */
 import type { Static } from 'typebox';
 import type { Db } from '../../db/client.js';
 import {
@@ -34,12 +43,7 @@ function today(): string {
   return new Date().toISOString().slice(0, 10);
 }
 
-/**
- * Sub-organizations: separate workspaces under a parent, which oversees them. Invariants: the
- * parent's owners and admins act as `admin` in every organization below it (computed per request
- * from the tree, so detaching removes it at once); a tree is at most MAX_DEPTH levels below its
- * top-level organization; a sub-organization needs its parent to have `sub_organizations`.
- */
+/** Sub-organizations: separate workspaces under a parent, which oversees them. */
 export function createSubOrganizationsService(deps: {
   db: Db;
   audit: AuditService;
@@ -201,7 +205,7 @@ export function createSubOrganizationsService(deps: {
           active: r.active,
           currency: r.currency,
           balance: formatAmount(balances.get(r.id) ?? 0n),
-          member_count: (memberCounts.get(r.id)?.member_count as number | undefined) ?? 0,
+          member_count: memberCounts.get(r.id)?.member_count ?? 0,
           sub_organization_count: grandchildren.filter((g) => g.parent_id === r.id).length,
           created_at: r.created_at.toISOString(),
         })),

@@ -1,8 +1,12 @@
-import type { Selectable } from 'kysely';
+/**
+ * The teams module owns `teams`: groups within at most one organization, spending from its
+ * credits within an optional monthly budget (the ledger enforces it and keeps the team's
+ * month_spend). Rules: a team without an organization is the operator's to manage; removing a
+ * team from its organization, or deleting the organization, keeps the team; every change is
+ * audited in the organization(s) it concerns.
+ */
 import { type Static, Type } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
-import { countsAs } from '../../db/counts.js';
-import type { TeamsTable } from '../../db/schema.js';
 import { authorize, can, type RequestContext } from '../../lib/authz.js';
 import { newId } from '../../lib/ids.js';
 import { formatAmount, nonNegativeAmount } from '../../lib/money.js';
@@ -11,8 +15,9 @@ import { AppError, invalidField } from '../../lib/problem.js';
 import { DecimalInput, DisplayName, FreeText, Nullable } from '../../lib/schema.js';
 import { type AuditService, diff } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
+import * as repo from './teams.repo.js';
 
-type TeamRow = Selectable<TeamsTable>;
+type TeamRow = repo.TeamRow;
 const Name = DisplayName();
 const Budget = Nullable(DecimalInput('Credits per calendar month (UTC); null: no budget'));
 
@@ -68,11 +73,7 @@ function parseBudget(input: string | number | null | undefined): bigint | null |
   return input === undefined || input === null ? input : nonNegativeAmount('monthly_budget', input);
 }
 
-/**
- * Teams: at most one organization each, spending from its credits within an optional monthly
- * budget that the ledger enforces. A team without an organization is the operator's to manage;
- * removing a team from its organization, or deleting the organization, keeps the team.
- */
+/** Teams: created, listed, changed, assigned to an organization and deleted. */
 export function createTeamsService(deps: {
   db: Db;
   audit: AuditService;
@@ -87,9 +88,7 @@ export function createTeamsService(deps: {
     permission: 'teams:read' | 'teams:manage',
     forUpdate = false,
   ) {
-    let q = ex.selectFrom('teams').selectAll().where('id', '=', id).where('deleted_at', 'is', null);
-    if (forUpdate) q = q.forUpdate();
-    const team = await q.executeTakeFirst();
+    const team = await repo.findTeam(ex, id, forUpdate);
     if (!team) throw new AppError('not_found', 'No such team');
     if (team.organization_id === null) {
       if (ctx.actor.type !== 'operator') throw new AppError('not_found', 'No such team');
@@ -121,12 +120,7 @@ export function createTeamsService(deps: {
         to = org.id;
       }
       if (team.organization_id === to) return view(team);
-      const updated = await tx
-        .updateTable('teams')
-        .set({ organization_id: to, updated_at: new Date() })
-        .where('id', '=', id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      const updated = await repo.updateTeam(tx, id, { organization_id: to });
       const change = { organization_id: { before: team.organization_id, after: to } };
       await record(tx, ctx, team.organization_id, 'team.removed', id, change);
       await record(tx, ctx, to, 'team.assigned', id, change);
@@ -148,17 +142,13 @@ export function createTeamsService(deps: {
         );
       const budget = parseBudget(body.monthly_budget) ?? null;
       return db.transaction().execute(async (tx) => {
-        const team = await tx
-          .insertInto('teams')
-          .values({
-            id: newId('tem'),
-            organization_id: orgId,
-            name: body.name,
-            description: body.description ?? null,
-            monthly_budget: budget,
-          })
-          .returningAll()
-          .executeTakeFirstOrThrow();
+        const team = await repo.insertTeam(tx, {
+          id: newId('tem'),
+          organization_id: orgId,
+          name: body.name,
+          description: body.description ?? null,
+          monthly_budget: budget,
+        });
         await record(
           tx,
           ctx,
@@ -175,29 +165,23 @@ export function createTeamsService(deps: {
       ctx: RequestContext,
       query: Static<typeof ListTeamsQuery>,
     ): Promise<Page<Static<typeof TeamResponse>>> {
-      let q = db.selectFrom('teams').selectAll().where('deleted_at', 'is', null);
+      let organizationIds: string[] | undefined;
       if (query.organization_id) {
         const org = await organizations.load(db, query.organization_id);
         authorize(ctx, ['teams:read'], org.id);
-        q = q.where('organization_id', '=', org.id);
+        organizationIds = [org.id];
       } else if (ctx.actor.type !== 'operator') {
         const visible = ctx.actor.type === 'user' ? [...ctx.actor.roles.keys()] : [ctx.actor.organizationId];
-        const ids = visible.filter((id) => can(ctx.actor, ['teams:read'], id));
-        if (ids.length === 0) return { data: [], next_cursor: null };
-        q = q.where('organization_id', 'in', ids);
+        organizationIds = visible.filter((id) => can(ctx.actor, ['teams:read'], id));
+        if (organizationIds.length === 0) return { data: [], next_cursor: null };
       }
-      const after = decodeCursor(query.cursor);
-      if (after) q = q.where('id', '>', after);
       const limit = query.limit ?? DEFAULT_LIMIT;
-      return toPage(
-        await q
-          .orderBy('id')
-          .limit(limit + 1)
-          .execute(),
-        limit,
-        (r) => r.id,
-        view,
-      );
+      const rows = await repo.findTeamsPage(db, {
+        organizationIds,
+        afterId: decodeCursor(query.cursor),
+        limit: limit + 1,
+      });
+      return toPage(rows, limit, (r) => r.id, view);
     },
 
     async get(ctx: RequestContext, id: string) {
@@ -208,17 +192,12 @@ export function createTeamsService(deps: {
       const budget = parseBudget(body.monthly_budget);
       return db.transaction().execute(async (tx) => {
         const team = await loadTeam(tx, ctx, id, 'teams:manage', true);
-        const patch: Partial<Pick<TeamRow, 'name' | 'description' | 'monthly_budget'>> = {};
+        const patch: repo.TeamPatch = {};
         if (body.name !== undefined) patch.name = body.name;
         if (body.description !== undefined) patch.description = body.description;
         if (budget !== undefined) patch.monthly_budget = budget;
         if (!Object.entries(patch).some(([k, v]) => team[k as keyof TeamRow] !== v)) return view(team);
-        const updated = await tx
-          .updateTable('teams')
-          .set({ ...patch, updated_at: new Date() })
-          .where('id', '=', id)
-          .returningAll()
-          .executeTakeFirstOrThrow();
+        const updated = await repo.updateTeam(tx, id, patch);
         const changes = diff(view(team), view(updated));
         delete changes.updated_at;
         await record(tx, ctx, team.organization_id, 'team.updated', id, changes);
@@ -229,11 +208,7 @@ export function createTeamsService(deps: {
     async remove(ctx: RequestContext, id: string) {
       await db.transaction().execute(async (tx) => {
         const team = await loadTeam(tx, ctx, id, 'teams:manage', true);
-        await tx
-          .updateTable('teams')
-          .set({ deleted_at: new Date(), updated_at: new Date() })
-          .where('id', '=', id)
-          .execute();
+        await repo.softDeleteTeam(tx, id);
         await record(tx, ctx, team.organization_id, 'team.deleted', id);
       });
     },
@@ -243,25 +218,18 @@ export function createTeamsService(deps: {
     unassign: (ctx: RequestContext, id: string) => setOrganization(ctx, id, null),
 
     /** team_count of each organization on a list page. */
-    listCounts: countsAs('team_count', 'teams'),
+    async listCounts(ex: Executor, organizationIds: string[]) {
+      const counts = await repo.countTeamsByOrganization(ex, organizationIds);
+      return new Map([...counts].map(([id, n]) => [id, { team_count: n }]));
+    },
 
     /** Deleting an organization removes its teams' association; the teams remain. */
     async onOrganizationDeleted(tx: Tx, organizationId: string) {
-      await tx
-        .updateTable('teams')
-        .set({ organization_id: null, updated_at: new Date() })
-        .where('organization_id', '=', organizationId)
-        .execute();
+      await repo.detachTeamsOf(tx, organizationId);
     },
 
     async details(ex: Executor, organizationId: string) {
-      const r = await ex
-        .selectFrom('teams')
-        .select((eb) => eb.fn.countAll<bigint>().as('n'))
-        .where('organization_id', '=', organizationId)
-        .where('deleted_at', 'is', null)
-        .executeTakeFirstOrThrow();
-      return { team_count: Number(r.n) };
+      return { team_count: await repo.countTeams(ex, organizationId) };
     },
   };
 }
