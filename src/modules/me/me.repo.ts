@@ -69,19 +69,3 @@ export async function updateLeft(db: Executor, sessionId: string, returnTo: stri
     .where('session_id', '=', sessionId)
     .execute();
 }
-
-// TODO(lead): belongs to organizations (organizations.repo + a service read such as
-// `organizations.liveSummaries(ex, ids)`); here until it moves. Live organizations among `ids`, by id.
-export async function findLiveOrganizationSummaries(
-  db: Executor,
-  ids: string[],
-): Promise<Array<{ id: string; name: string; slug: string; active: boolean; parent_id: string | null }>> {
-  if (ids.length === 0) return [];
-  return db
-    .selectFrom('organizations')
-    .select(['id', 'name', 'slug', 'active', 'parent_id'])
-    .where('id', 'in', ids)
-    .where('deleted_at', 'is', null)
-    .orderBy('id')
-    .execute();
-}

@@ -73,7 +73,7 @@ export function createMeService(deps: { db: Db; organizations: OrganizationsServ
       if (actor.type !== 'user') throw new AppError('forbidden', '/api/me describes a signed-in user');
       const user = await accountById(db, actor.id);
       if (!user) throw new Error(`the signed-in account ${actor.id} does not exist`);
-      const orgs = await repo.findLiveOrganizationSummaries(db, [...actor.roles.keys()]);
+      const orgs = await organizations.liveSummaries(db, [...actor.roles.keys()]);
       const active = orgs.length ? await activeOrganizationId(ctx) : null;
       const list = orgs.map((o) => ({
         ...o,

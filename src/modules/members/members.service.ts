@@ -118,6 +118,13 @@ export function createMembersService(deps: {
 
   return {
     /** Role of the user in each organization they belong to. */
+    /** The organizations where `userId` is an owner (a membership, not oversight). */
+    async ownedBy(ex: Executor, userId: string): Promise<string[]> {
+      return (await repo.findRolesOfUser(ex, userId))
+        .filter((r) => r.role === 'owner')
+        .map((r) => r.organization_id);
+    },
+
     async rolesOf(userId: string): Promise<Map<string, Role>> {
       return new Map((await repo.findRolesOfUser(db, userId)).map((r) => [r.organization_id, r.role]));
     },

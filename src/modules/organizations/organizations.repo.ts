@@ -207,21 +207,31 @@ export async function findChildren(
  * Locks the user's row (FOR NO KEY UPDATE: it serializes these lockers without holding up what
  * merely references the user, such as a new session) until the transaction ends.
  */
-export async function lockUser(tx: Tx, userId: string): Promise<void> {
-  await sql`select 1 from users where id = ${userId} for no key update`.execute(tx);
+/** The live organizations among `ids`, by id: what a member's organization switcher shows. */
+export async function findLiveSummaries(
+  db: Executor,
+  ids: string[],
+): Promise<Array<{ id: string; name: string; slug: string; active: boolean; parent_id: string | null }>> {
+  if (ids.length === 0) return [];
+  return db
+    .selectFrom('organizations')
+    .select(['id', 'name', 'slug', 'active', 'parent_id'])
+    .where('id', 'in', ids)
+    .where('deleted_at', 'is', null)
+    .orderBy('id')
+    .execute();
 }
 
-/** The live top-level organizations, the default one left out, whose members include `userId` as an owner, with their plans. */
-export async function findOwnedTopLevel(db: Executor, userId: string) {
+/** The live top-level organizations among `ids`, the default one left out, with their plans. */
+export async function findTopLevelAmong(db: Executor, ids: string[]) {
+  if (ids.length === 0) return [];
   return db
-    .selectFrom('members as m')
-    .innerJoin('organizations as o', 'o.id', 'm.organization_id')
-    .select(['o.id', 'o.plan'])
-    .where('m.user_id', '=', userId)
-    .where('m.role', '=', 'owner')
-    .where('o.parent_id', 'is', null)
-    .where('o.is_default', '=', false)
-    .where('o.deleted_at', 'is', null)
+    .selectFrom('organizations')
+    .select(['id', 'plan'])
+    .where('id', 'in', ids)
+    .where('parent_id', 'is', null)
+    .where('is_default', '=', false)
+    .where('deleted_at', 'is', null)
     .execute();
 }
 

@@ -245,14 +245,11 @@ export function createOrganizationsService(deps: {
       return chain.at(-1)?.id ?? id;
     },
 
-    /**
-     * Locks the user's row until `tx` ends, so that checks of what one account owns (the plan's
-     * organizations per account) take turns across requests and processes.
-     */
-    lockAccount: (tx: Tx, userId: string) => repo.lockUser(tx, userId),
+    /** The live organizations among `ids` (name, slug, active, parent), by id. */
+    liveSummaries: (ex: Executor, ids: string[]) => repo.findLiveSummaries(ex, ids),
 
-    /** The live top-level organizations other than the default one that `userId` is an owner of (a membership, not oversight), with their plans. */
-    ownedTopLevelOf: (ex: Executor, userId: string) => repo.findOwnedTopLevel(ex, userId),
+    /** The live top-level organizations among `ids`, the default one left out, with their plans. */
+    topLevelAmong: (ex: Executor, ids: string[]) => repo.findTopLevelAmong(ex, ids),
 
     /** Changes plan, parent or branding: the callers (plans, sub-organizations) audit the change. */
     async setFields(

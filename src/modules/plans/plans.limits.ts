@@ -9,6 +9,7 @@ import type { Executor, Tx } from '../../db/client.js';
 import type { RequestContext } from '../../lib/authz.js';
 import { formatAmount } from '../../lib/money.js';
 import { AppError } from '../../lib/problem.js';
+import { lockAccount } from '../auth/auth.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import {
   hasFee,
@@ -60,6 +61,8 @@ export function assertOverdraftWithin(plan: Plan, requested: bigint): void {
 export function createPlanLimits(deps: {
   organizations: OrganizationsService;
   counters: Partial<Record<Limit, Counter>>;
+  /** The organizations where the user is an owner (from the members module). */
+  ownedBy: (ex: Executor, userId: string) => Promise<string[]>;
   planChanges?: PlanChanges | undefined;
 }) {
   const { organizations } = deps;
@@ -119,8 +122,8 @@ export function createPlanLimits(deps: {
      */
     async assertOrganizationCapacity(tx: Tx, ctx: RequestContext): Promise<void> {
       if (ctx.actor.type !== 'user') return;
-      await organizations.lockAccount(tx, ctx.actor.id);
-      const owned = await organizations.ownedTopLevelOf(tx, ctx.actor.id);
+      await lockAccount(tx, ctx.actor.id);
+      const owned = await organizations.topLevelAmong(tx, await deps.ownedBy(tx, ctx.actor.id));
       let best: Plan = PLANS.free;
       for (const o of owned) {
         const p = planOf(o.plan);

@@ -18,6 +18,8 @@ export const plansModule = defineModule({
       features: services.features,
       counters: hub.limits,
       events: hub.events,
+      // Asked when an account creates an organization; the members module is built after this one.
+      ownedBy: (ex, userId) => services.members.ownedBy(ex, userId),
       planChanges: deps.planChanges ?? 'operator',
     }),
   routes: (plans, { services }) => plansRoutes(plans, services.features),

@@ -58,6 +58,8 @@ export function createPlansService(deps: {
   /** How much of each limit an organization uses, from the modules that own the things (`hub.limits`). */
   counters: Partial<Record<Limit, Counter>>;
   events: EventBus;
+  /** The organizations where the user is an owner (from the members module). */
+  ownedBy: (ex: Executor, userId: string) => Promise<string[]>;
   /** PLAN_CHANGES: `operator` keeps plans with a fee the operator's to give; `owners` lets subscription:manage change any. */
   planChanges?: PlanChanges;
 }) {
