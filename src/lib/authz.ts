@@ -148,6 +148,39 @@ export type Actor =
       agentId?: string | undefined;
     };
 
+export type UserActor = Extract<Actor, { type: 'user' }>;
+
+/**
+ * The sub-organization oversight rule: a user acts with its memberships (`direct`); as `admin` in
+ * every organization below one it owns or administers (`below`: those organizations' live
+ * descendants), unless it is an owner or admin there itself; and, for a session that joined a
+ * sub-organization it oversees ("join as"), with the role it joined as there.
+ */
+export function userAccess(
+  direct: ReadonlyMap<string, Role>,
+  below: ReadonlyArray<{ id: string }>,
+  joined: UserActor['joined'],
+): Pick<UserActor, 'roles' | 'oversight' | 'joined'> {
+  const roles = new Map<string, Role>(direct);
+  const oversight = new Set<string>();
+  for (const n of below) {
+    const own = direct.get(n.id);
+    if (own === 'owner' || own === 'admin') continue;
+    roles.set(n.id, 'admin');
+    oversight.add(n.id);
+  }
+  if (joined && below.some((n) => n.id === joined.organizationId)) {
+    roles.set(joined.organizationId, joined.role);
+    return { roles, oversight, joined };
+  }
+  return { roles, oversight };
+}
+
+/** The organizations whose descendants a user oversees: those where it is an owner or admin. */
+export function overseeing(direct: ReadonlyMap<string, Role>): string[] {
+  return [...direct].filter(([, r]) => r === 'owner' || r === 'admin').map(([id]) => id);
+}
+
 export interface RequestContext {
   actor: Actor;
   requestId: string;

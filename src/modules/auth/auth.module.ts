@@ -18,7 +18,6 @@ export const authModule = defineModule({
       organizations: services.organizations,
       members: services.members,
       me: services.me,
-      access: services.subOrganizations.accessOf,
       mail: services.mail,
       log,
       requireEmailVerification: deps.requireEmailVerification ?? false,

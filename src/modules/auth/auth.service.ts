@@ -12,7 +12,7 @@ import { createAuthMiddleware } from 'better-auth/api';
 import type { SignUpPolicy } from '../../config.js';
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { createAttemptCounter } from '../../lib/attempts.js';
-import type { Actor, RequestContext } from '../../lib/authz.js';
+import type { RequestContext } from '../../lib/authz.js';
 import { AppError, type ErrorCode } from '../../lib/problem.js';
 import type { MailService } from '../mail/mail.service.js';
 import type { MeService } from '../me/me.service.js';
@@ -107,11 +107,6 @@ export function createAuthService(deps: {
   /** A new session's first active organization: the user's oldest membership. */
   members: Pick<MembersService, 'firstOrganizationOf'>;
   me: Pick<MeService, 'openSession'>;
-  /** The roles a signed-in user acts with (memberships, oversight, "join as"). */
-  access: (
-    userId: string,
-    sessionId: string,
-  ) => Promise<Pick<Extract<Actor, { type: 'user' }>, 'roles' | 'oversight' | 'joined'>>;
   /** Reset and verification mail. */
   mail: MailService;
   log: { error(obj: object, msg: string): void };
@@ -283,16 +278,10 @@ export function createAuthService(deps: {
       });
     },
 
-    /** The signed-in user behind a session cookie or session bearer token, if any. */
-    async sessionActor(headers: Headers): Promise<Actor | undefined> {
+    /** The signed-in user and session behind a session cookie or session bearer token, if any. */
+    async session(headers: Headers): Promise<{ userId: string; sessionId: string } | undefined> {
       const session = await auth.api.getSession({ headers });
-      if (!session) return undefined;
-      return {
-        type: 'user',
-        id: session.user.id,
-        sessionId: session.session.id,
-        ...(await deps.access(session.user.id, session.session.id)),
-      };
+      return session ? { userId: session.user.id, sessionId: session.session.id } : undefined;
     },
 
     /**

@@ -14,10 +14,16 @@ export const identityModule = defineModule({
   name: 'identity',
   // In order: the first kind that claims a request decides (operator tokens without the obo_
   // prefix, as ADMIN_TOKEN may be, are tried before the session they might otherwise be).
-  create: ({ services }) =>
+  create: ({ db, services }) =>
     createIdentityService([
       operatorCredential(services.operator),
       apiKeyCredential(services.apiKeys),
-      sessionCredential(services.auth),
+      sessionCredential({
+        auth: services.auth,
+        members: services.members,
+        organizations: services.organizations,
+        me: services.me,
+        db,
+      }),
     ]),
 });

@@ -10,7 +10,6 @@
 import type { Static } from 'typebox';
 import type { Db } from '../../db/client.js';
 import {
-  type Actor,
   authorize,
   authorizeParentDecision,
   type Permission,
@@ -33,8 +32,6 @@ import type {
   SubOrganizationBillingResponse,
   TreeUsageResponse,
 } from './sub-organizations.schema.js';
-
-type UserAccess = Pick<Extract<Actor, { type: 'user' }>, 'roles' | 'oversight' | 'joined'>;
 
 const DAY_MS = 86_400_000;
 const MAX_RANGE_DAYS = 366;
@@ -105,32 +102,6 @@ export function createSubOrganizationsService(deps: {
   }
 
   return {
-    /**
-     * The roles a user acts with: its memberships; `admin` in every organization below one it owns
-     * or administers (unless it is the owner there); and, for a session that joined a
-     * sub-organization it oversees, the role it joined as.
-     */
-    async accessOf(userId: string, sessionId: string | null): Promise<UserAccess> {
-      const direct = await members.rolesOf(userId);
-      const roles = new Map<string, Role>(direct);
-      const oversight = new Set<string>();
-      const managing = [...direct].filter(([, r]) => r === 'owner' || r === 'admin').map(([id]) => id);
-      const below = new Set<string>();
-      for (const n of await organizations.descendantsOf(db, managing)) {
-        below.add(n.id);
-        const own = direct.get(n.id);
-        if (own === 'owner' || own === 'admin') continue;
-        roles.set(n.id, 'admin');
-        oversight.add(n.id);
-      }
-      const joined = sessionId && below.size ? await me.joinedOf(sessionId) : undefined;
-      if (joined && below.has(joined.organizationId)) {
-        roles.set(joined.organizationId, joined.role);
-        return { roles, oversight, joined };
-      }
-      return { roles, oversight };
-    },
-
     async create(
       ctx: RequestContext,
       parentIdOrSlug: string,
