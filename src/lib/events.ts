@@ -28,6 +28,26 @@ export interface DomainEvents {
   /** The agent moved to `organization_id` from `from_organization_id` (its keys follow it). */
   'agent.assigned': { organization_id: string; agent_id: string; from_organization_id: string };
   'agent.deleted': { organization_id: string; agent_id: string };
+  /** Credits added by the operator (a top-up without an invoice, an adjustment). Amounts are decimal strings. */
+  'credits.added': { organization_id: string; transaction_id: string; amount: string };
+  'credits.deducted': { organization_id: string; transaction_id: string; amount: string };
+  'credits.transferred': {
+    organization_id: string;
+    to_organization_id: string;
+    transaction_id: string;
+    amount: string;
+  };
+  /** Usage one batch recorded for the organization: one event per batch, never one per usage event. */
+  'usage.recorded': { organization_id: string; events: number; amount: string };
+  'hold.created': { organization_id: string; hold_id: string; amount: string };
+  'hold.captured': { organization_id: string; hold_id: string; amount: string };
+  'hold.released': { organization_id: string; hold_id: string; amount: string };
+  'hold.expired': { organization_id: string; hold_id: string; amount: string };
+  /** A top-up's payment arrived and its credits landed. */
+  'top_up.paid': { organization_id: string; top_up_id: string; transaction_id: string; amount: string };
+  'member.added': { organization_id: string; user_id: string; role: string };
+  'member.removed': { organization_id: string; user_id: string };
+  'member.role_changed': { organization_id: string; user_id: string; from: string; to: string };
 }
 
 export type EventType = keyof DomainEvents;
@@ -53,6 +73,8 @@ export interface EventBus {
    * publish (organization.created, then the subscription.changed its new plan causes).
    */
   subscribeAll(handler: EventHandler<EventType>): void;
+  /** Whether publishing `type` would run anything (the ledger's one-round-trip path has no transaction to run it in). */
+  heard(type: EventType): boolean;
 }
 
 export function createEventBus(): EventBus {
@@ -75,5 +97,6 @@ export function createEventBus(): EventBus {
     subscribeAll(handler) {
       all.push(handler);
     },
+    heard: (type) => all.length > 0 || byType.has(type),
   };
 }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainEvent } from '../../src/lib/events.js';
+import { formatAmount, nonNegativeAmount } from '../../src/lib/money.js';
 import { AppError } from '../../src/lib/problem.js';
 import { createTestApp, type TestContext } from '../harness.js';
 
@@ -69,5 +70,43 @@ describe('domain events', () => {
     expect(seen).toEqual([]);
     await t.call({ method: 'DELETE', url: `/api/agents/${agent.json().id}` });
     expect(seen).toEqual([{ type: 'agent.deleted', organization_id: id, agent_id: agent.json().id }]);
+  });
+
+  it('from the ledger: one per credit move, one usage.recorded per organization and batch', async () => {
+    const id = (await createOrg('Ledger Events')).json().id;
+    seen.length = 0;
+    const add = await t.call({
+      method: 'POST',
+      url: `/api/organizations/${id}/credits/add`,
+      payload: { amount: '10.5', description: 'grant' },
+    });
+    expect(add.statusCode, add.body).toBe(201);
+    const usage = await t.call({
+      method: 'POST',
+      url: '/api/usage',
+      payload: {
+        events: Array.from({ length: 50 }, (_, i) => ({
+          organization_id: id,
+          credits: '0.01',
+          idempotency_key: `ev-${i}`,
+        })),
+      },
+    });
+    expect(usage.statusCode, usage.body).toBe(200);
+    expect(seen[0]).toEqual({
+      type: 'credits.added',
+      organization_id: id,
+      transaction_id: add.json().id,
+      amount: '10.5',
+    });
+    // The events ride in a few group-committed batches (an idle lane runs the first at once):
+    // one usage.recorded per batch, adding up to what was recorded.
+    const recorded = seen.slice(1) as Array<DomainEvent<'usage.recorded'>>;
+    expect(recorded.every((e) => e.type === 'usage.recorded' && e.organization_id === id)).toBe(true);
+    expect(recorded.length).toBeLessThan(10);
+    expect(recorded.reduce((n, e) => n + e.events, 0)).toBe(50);
+    expect(formatAmount(recorded.reduce((n, e) => n + nonNegativeAmount('amount', e.amount), 0n))).toBe(
+      '0.5',
+    );
   });
 });

@@ -23,6 +23,12 @@ export interface EngineDeps {
   /** Concurrent commit lanes; an organization always uses the same lane, so its operations stay ordered. */
   lanes: number;
   maxBatch: number;
+  /**
+   * A committed batch's domain events, published in its transaction (ledger.events.ts). While
+   * anyone listens, batches take the locking path: the one-round-trip statement is a
+   * transaction of its own, with no place to run a handler. No one listens by default.
+   */
+  events?: { heard(): boolean; publish(tx: Tx, batch: BatchOutcome): Promise<void> };
 }
 
 /** The organizations a batch involves, in id order (the order every writer locks them in). */
@@ -210,7 +216,7 @@ export function createLedgerEngine(deps: EngineDeps) {
    * longer current; nothing was written then.
    */
   async function executeKnown(ops: LedgerOp[]): Promise<Outcome[] | undefined> {
-    if (!ops.every((o) => o.inMemory && !o.teamIds?.length)) return undefined;
+    if (!ops.every((o) => o.inMemory && !o.teamIds?.length) || deps.events?.heard()) return undefined;
     const ids = organizationsOf(ops);
     const current = ids.map((id) => known.get(id));
     if (current.some((k) => k === undefined)) return undefined;
@@ -294,6 +300,7 @@ export function createLedgerEngine(deps: EngineDeps) {
       const inserted = await writeBatch(tx, batch);
       // Another process applied one of these keys since we looked: start over, and replay it.
       if (inserted !== decided.records.length) throw new Retry();
+      await deps.events?.publish(tx, batch);
       return { outcomes: decided.outcomes, book, versions: locked.versions };
     });
     rememberBatch(done.book, done.versions);

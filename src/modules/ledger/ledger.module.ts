@@ -26,6 +26,7 @@ export const ledgerModule = defineModule({
       // Read when a usage event names an agent; the agents module is built after this one.
       agentOrganizations: (ids) => services.agents.organizationsOf(ids),
       audit,
+      events: hub.events,
       log,
     });
     ledger.guardSettings((ctx, id, policy) => runGuards(hub, 'credit_settings.change', db, ctx, id, policy));

@@ -25,12 +25,14 @@
  */
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db, DbHandle } from '../../db/client.js';
+import type { EventBus } from '../../lib/events.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { OrganizationsService } from '../organizations/organizations.service.js';
 import { createLedgerAccounts } from './ledger.accounts.js';
 import { createLedgerContext, type SettingsGuard } from './ledger.context.js';
 import { createLedgerCredits } from './ledger.credits.js';
 import { createLedgerEngine } from './ledger.engine.js';
+import { batchPublisher } from './ledger.events.js';
 import { createLedgerHolds } from './ledger.holds.js';
 import { createLedgerTopUps, queueAutoRecharge } from './ledger.top-ups.js';
 import { createLedgerUsage } from './ledger.usage.js';
@@ -50,6 +52,8 @@ export interface LedgerDeps {
   audit: AuditService;
   /** The organization each of these live agents works for (from the agents service). */
   agentOrganizations: (ids: string[]) => Promise<Map<string, string>>;
+  /** Where each committed batch publishes its credits.*, hold.*, top_up.paid and usage.recorded events. */
+  events: EventBus;
   /** Where failures that are answered without failing the request are logged. */
   log: Pick<FastifyBaseLogger, 'error'>;
 }
@@ -74,6 +78,7 @@ export function createLedgerService(deps: LedgerDeps) {
     onRecharge: (tx, s) => queueAutoRecharge(tx, s, payments),
     lanes: deps.lanes,
     maxBatch: 1000,
+    events: batchPublisher(deps.events),
   });
   const settingsGuards: SettingsGuard[] = [];
   const shared = createLedgerContext({

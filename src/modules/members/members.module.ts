@@ -10,12 +10,13 @@ declare module '../kernel.js' {
 
 export const membersModule = defineModule({
   name: 'members',
-  create: ({ db, audit, services }) =>
+  create: ({ db, audit, hub, services }) =>
     createMembersService({
       db,
       audit,
       organizations: services.organizations,
       capacity: services.plans.assertCapacity,
+      events: hub.events,
     }),
   routes: (members) => membersRoutes(members),
   on: {

@@ -8,6 +8,7 @@
 import type { Static } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, can, type RequestContext, type Role } from '../../lib/authz.js';
+import type { EventBus } from '../../lib/events.js';
 import { DEFAULT_LIMIT, decodeCursor, type Page, toPage } from '../../lib/pagination.js';
 import { AppError, invalidField } from '../../lib/problem.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -44,6 +45,7 @@ export function createMembersService(deps: {
   organizations: OrganizationsService;
   /** The plan's member limit, checked when someone joins. */
   capacity?: CapacityCheck;
+  events: EventBus;
 }) {
   const { db, audit, organizations } = deps;
 
@@ -59,21 +61,33 @@ export function createMembersService(deps: {
     return me;
   }
 
+  /** Audits a membership change and publishes its event (member.added, removed or role_changed). */
   async function record(
     tx: Tx,
     ctx: RequestContext,
     orgId: string,
-    action: string,
+    action: string | undefined,
     userId: string,
-    changes = {},
+    role: { before: Role | null; after: Role | null },
   ) {
-    await audit.record(tx, ctx, {
-      organizationId: orgId,
-      action,
-      targetType: 'member',
-      targetId: userId,
-      changes,
-    });
+    if (action)
+      await audit.record(tx, ctx, {
+        organizationId: orgId,
+        action,
+        targetType: 'member',
+        targetId: userId,
+        changes: { role },
+      });
+    const who = { organization_id: orgId, user_id: userId };
+    await deps.events.publish(
+      tx,
+      role.before === null
+        ? { type: 'member.added', ...who, role: role.after as Role }
+        : role.after === null
+          ? { type: 'member.removed', ...who }
+          : { type: 'member.role_changed', ...who, from: role.before, to: role.after },
+      ctx,
+    );
   }
 
   /** Refuses to leave the organization without an owner after `userId` stops being one. */
@@ -131,12 +145,10 @@ export function createMembersService(deps: {
 
     /** Makes the creating user the owner of a new organization (run in its creating transaction). */
     async onOrganizationCreated(tx: Tx, organizationId: string, ctx: RequestContext) {
-      if (ctx.actor.type === 'user')
-        await repo.insertMember(tx, {
-          organization_id: organizationId,
-          user_id: ctx.actor.id,
-          role: 'owner',
-        });
+      if (ctx.actor.type !== 'user') return;
+      await repo.insertMember(tx, { organization_id: organizationId, user_id: ctx.actor.id, role: 'owner' });
+      // Audited as the organization's creation.
+      await record(tx, ctx, organizationId, undefined, ctx.actor.id, { before: null, after: 'owner' });
     },
 
     onOrganizationDeleted: (tx: Tx, organizationId: string) => repo.deleteMembersOf(tx, organizationId),
@@ -205,9 +217,7 @@ export function createMembersService(deps: {
       for (const id of leaving) {
         const member = (await repo.findMember(tx, organizationId, id, true)) as repo.MemberRow;
         await repo.deleteMember(tx, organizationId, id);
-        await record(tx, ctx, organizationId, 'member.removed', id, {
-          role: { before: member.role, after: null },
-        });
+        await record(tx, ctx, organizationId, 'member.removed', id, { before: member.role, after: null });
       }
       return leaving;
     },
@@ -221,7 +231,7 @@ export function createMembersService(deps: {
       await deps.capacity?.(tx, organizationId, 'members');
       if (!(await repo.insertMember(tx, { organization_id: organizationId, user_id: userId, role })))
         throw new AppError('already_member', 'The user is already a member');
-      await record(tx, ctx, organizationId, 'member.added', userId, { role: { before: null, after: role } });
+      await record(tx, ctx, organizationId, 'member.added', userId, { before: null, after: role });
     },
 
     async list(
@@ -292,9 +302,7 @@ export function createMembersService(deps: {
         if (member.role === 'owner' || role === 'owner') authorize(ctx, ['members:manage_owners'], org.id);
         if (member.role === 'owner') await keepAnOwner(tx, org.id, id);
         await repo.updateMemberRole(tx, org.id, id, role);
-        await record(tx, ctx, org.id, 'member.role_changed', id, {
-          role: { before: member.role, after: role },
-        });
+        await record(tx, ctx, org.id, 'member.role_changed', id, { before: member.role, after: role });
         return view((await repo.findMember(tx, org.id, id)) as repo.MemberRow);
       });
     },
@@ -320,7 +328,8 @@ export function createMembersService(deps: {
           );
         await repo.deleteMember(tx, org.id, id);
         await record(tx, ctx, org.id, leaving ? 'member.left' : 'member.removed', id, {
-          role: { before: member.role, after: null },
+          before: member.role,
+          after: null,
         });
       });
     },
@@ -335,15 +344,14 @@ export function createMembersService(deps: {
         if (target.role !== 'owner') {
           await repo.updateMemberRole(tx, org.id, userId, 'owner');
           await record(tx, ctx, org.id, 'member.role_changed', userId, {
-            role: { before: target.role, after: 'owner' },
+            before: target.role,
+            after: 'owner',
           });
         }
         const me = selfId(ctx);
         if (me && me !== userId && can(ctx.actor, ['members:manage_owners'], org.id)) {
           await repo.updateMemberRole(tx, org.id, me, 'admin');
-          await record(tx, ctx, org.id, 'member.role_changed', me, {
-            role: { before: 'owner', after: 'admin' },
-          });
+          await record(tx, ctx, org.id, 'member.role_changed', me, { before: 'owner', after: 'admin' });
         }
         return view((await repo.findMember(tx, org.id, userId)) as repo.MemberRow);
       });
