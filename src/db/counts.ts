@@ -17,9 +17,3 @@ export async function countByOrganization(
     group by organization_id`.execute(db);
   return new Map(rows.map((r) => [r.organization_id, Number(r.n)]));
 }
-
-/** The same, shaped for a lifecycle `counts` contributor. */
-export function countsAs(field: string, table: Parameters<typeof countByOrganization>[1]) {
-  return async (db: Executor, ids: string[]) =>
-    new Map([...(await countByOrganization(db, table, ids))].map(([id, n]) => [id, { [field]: n }]));
-}

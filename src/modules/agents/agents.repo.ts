@@ -1,5 +1,6 @@
 import { type Selectable, sql } from 'kysely';
 import type { Executor } from '../../db/client.js';
+import { countByOrganization } from '../../db/counts.js';
 import { pgArray } from '../../db/pg-array.js';
 import type { AgentsTable } from '../../db/schema.js';
 
@@ -185,4 +186,9 @@ export async function findAgentsAssignedDuring(
     select id, name, billing_rate from agents
     where id in (${assignedDuring(organizationId, start, end)})`.execute(db);
   return rows;
+}
+
+/** Live agents per organization among `organizationIds`, in one query (list pages). */
+export function countAgentsByOrganization(db: Executor, organizationIds: string[]) {
+  return countByOrganization(db, 'agents', organizationIds);
 }

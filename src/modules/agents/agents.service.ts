@@ -1,6 +1,10 @@
+/**
+ * The agents module owns `agents` and `agent_assignments` (which organization each agent worked
+ * for, and when: what billing charges by). It publishes agent.created, agent.assigned and
+ * agent.deleted in the changing transaction; API keys follow their agent through those events.
+ */
 import type { Static } from 'typebox';
 import type { Db, Executor, Tx } from '../../db/client.js';
-import { countsAs } from '../../db/counts.js';
 import { authorize, can, type RequestContext } from '../../lib/authz.js';
 import type { EventBus } from '../../lib/events.js';
 import { newId } from '../../lib/ids.js';
@@ -65,9 +69,7 @@ function view(a: repo.AgentRow, org: Org): AgentView {
 }
 
 /**
- * Agents: owns the `agents` table and their assignment history. Publishes agent.created,
- * agent.assigned and agent.deleted in the changing transaction (API keys follow their agent).
- * Invariants: an agent belongs to exactly one live organization at a time; assigning
+ * Agents. Invariants: an agent belongs to exactly one live organization at a time; assigning
  * moves it (audited in both organizations) and unassigning returns it to the internal one; its
  * assignment history has exactly one open interval while it exists. Effective rate = its own
  * billing_rate, else its organization's billing_rate_per_agent.
@@ -290,7 +292,11 @@ export function createAgentsService(deps: {
       repo.findAssignmentsDuring(ex, organizationId, start, end),
 
     /** agent_count of each organization on a list page. */
-    listCounts: countsAs('agent_count', 'agents'),
+    /** agent_count of each organization on a list page. */
+    async listCounts(ex: Executor, organizationIds: string[]) {
+      const counts = await repo.countAgentsByOrganization(ex, organizationIds);
+      return new Map([...counts].map(([id, n]) => [id, { agent_count: n }]));
+    },
 
     countAgents: (ex: Executor, organizationId: string) => repo.countAgents(ex, organizationId),
 

@@ -1,3 +1,8 @@
+/**
+ * The audit module owns `audit_events`: the append-only trail of who changed what, with before and
+ * after values, written by every module in the transaction that makes the change (so a rolled-back
+ * change leaves no trace) and read per organization, newest first.
+ */
 import { Type } from 'typebox';
 import type { Executor, Tx } from '../../db/client.js';
 import type { RequestContext } from '../../lib/authz.js';

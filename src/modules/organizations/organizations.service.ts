@@ -1,3 +1,9 @@
+/**
+ * The organizations module owns `organizations` (and its rate history): creation with unique
+ * slugs, reads, updates, activation, deletion and export. It publishes organization.* events in
+ * the changing transaction; what other modules refuse (guards) or add to its views comes from
+ * their module declarations, through the hub.
+ */
 import type { Static } from 'typebox';
 import type { Db, DbHandle, Executor, Tx } from '../../db/client.js';
 import { authorize, can, NO_SUCH_ORGANIZATION, type RequestContext } from '../../lib/authz.js';
@@ -77,11 +83,8 @@ function freeSlug(base: string, taken: Set<string>): string {
 }
 
 /**
- * Organizations: creation with unique slugs, reads, updates, activation, deletion and export.
- * Owns the `organizations` table and its rate history. Invariants: a live slug is unique; the
- * default organization always exists; every change is audited and published (organization.*
- * events) in the transaction that makes it; what other modules refuse or add (guards, views)
- * comes from their module declarations through the hub.
+ * Invariants: a live slug is unique; the default organization always exists; every change is
+ * audited and published in the transaction that makes it.
  */
 export function createOrganizationsService(deps: {
   db: Db;

@@ -1,3 +1,9 @@
+/**
+ * The features half of the plans module owns `organization_features`: what a parent grants its
+ * sub-organizations, within its own effective features (a top-level organization's come from its
+ * plan). It publishes features.changed for every organization of a subtree whose features may
+ * have shrunk.
+ */
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, authorizeParentDecision, type RequestContext } from '../../lib/authz.js';
 import type { EventBus } from '../../lib/events.js';

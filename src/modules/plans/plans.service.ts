@@ -1,3 +1,9 @@
+/**
+ * The plans module owns `subscriptions` and applies the plan catalogue (plans.catalog.ts): plan
+ * changes, cancellation and renewal, and the plan's limits (plans.limits.ts). The plan column is
+ * the organizations module's, set through its service. It publishes subscription.changed in the
+ * transaction that moves an organization to a plan.
+ */
 import type { PlanChanges } from '../../config.js';
 import type { Db, Executor, Tx } from '../../db/client.js';
 import { authorize, authorizeParentDecision, type RequestContext } from '../../lib/authz.js';
@@ -44,9 +50,7 @@ const SYSTEM_CTX: RequestContext = {
 };
 
 /**
- * Plans and subscriptions: owns the `subscriptions` table and the plan catalogue's application
- * (the plan column is the organizations module's, set through its service). Publishes
- * subscription.changed in the transaction that moves an organization to a plan. Invariants: every organization has one subscription; a plan change
+ * Plans and subscriptions. Invariants: every organization has one subscription; a plan change
  * that would leave usage above the new plan's limits is refused; a limited resource is added
  * only while the count, read under the subscription's row lock, is below the plan's limit.
  */
