@@ -4,7 +4,7 @@ import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { type KyselyPlugin, PostgresQueryCompiler } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROLE_PERMISSIONS, ROLES } from '../../src/lib/authz.js';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { createTestApp, expectProblem, type TestContext, writesNothing } from '../harness.js';
 
 /**
  * The edges of access (issue 12): who may be added without an invitation, who may resend or
@@ -35,23 +35,6 @@ async function signUp(name: string): Promise<User> {
   });
   expect(res.statusCode, res.body).toBe(200);
   return { id: res.json().user.id, email, token: String(res.headers['set-auth-token']) };
-}
-
-function expectProblem(res: LightMyRequestResponse, status: number, code: string, field?: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code, res.body).toBe(code);
-  if (field)
-    expect(
-      (res.json().errors as Array<{ field: string }>).map((e) => e.field),
-      res.body,
-    ).toContain(field);
-}
-
-async function writesNothing(fn: () => Promise<void>) {
-  const before = await tableCounts(t.db);
-  await fn();
-  expect(await tableCounts(t.db)).toEqual(before);
 }
 
 async function ok(res: Promise<LightMyRequestResponse>, status = 200) {
@@ -187,7 +170,7 @@ describe('adding a member directly', () => {
     const stranger = await signUp('stranger');
     const url = `/api/organizations/${top}/members`;
     const answers: Array<Record<string, unknown>> = [];
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const [payload, field] of [
         [{ email: stranger.email, role: 'agent' }, 'email'],
         [{ email: `nobody.${run}@edges.test`, role: 'agent' }, 'email'],
@@ -243,7 +226,7 @@ describe('adding a member directly', () => {
     await addMember(mine, siblingAdmin, 'admin');
     const hidden = await signUp('hidden');
     await addMember(theirs, hidden, 'developer');
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(
         await as(siblingAdmin.token, {
           method: 'POST',
@@ -284,7 +267,7 @@ describe('owner invitations', () => {
       }),
       201,
     );
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
         await as(admin.token, { method: 'POST', url: `${url}/${ownerInvite.id}/resend` }),
         403,
@@ -366,7 +349,7 @@ describe('invitations ask each thing once', () => {
     expect((await op({ method: 'DELETE', url })).statusCode).toBe(204);
     const reads = (sqls: string[]) => sqls.filter((q) => /^select .* from "invitations"/.test(q));
     const writes = (sqls: string[]) => sqls.filter((q) => /^update "invitations"/.test(q));
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const resent = await statementsOf((headers) => op({ method: 'POST', url: `${url}/resend`, headers }));
       expectProblem(resent.res, 410, 'invitation_gone');
       expect(resent.res.json().detail).toContain('revoked');
@@ -480,7 +463,7 @@ describe('creating organizations', () => {
     );
     const manager = await signUp('manager');
     await addMember(top, manager, 'manager');
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
         await as(key, { method: 'POST', url: '/api/organizations', payload: { name: 'By key' } }),
         403,
@@ -503,7 +486,7 @@ describe('keeping an organization', () => {
   it('refuses deleting an owner’s only organization (409 last_organization), writing nothing', async () => {
     const solo = await signUp('solo');
     const personal = await personalOf(solo);
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const res = await as(solo.token, { method: 'DELETE', url: `/api/organizations/${personal}` });
       expectProblem(res, 409, 'last_organization');
       expect(res.json().user_ids).toEqual([solo.id]);
@@ -539,7 +522,7 @@ describe('keeping an organization', () => {
     expect(
       (await as(b.token, { method: 'DELETE', url: `/api/organizations/${await personalOf(b)}` })).statusCode,
     ).toBe(204);
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const res = await as(a.token, { method: 'DELETE', url: `/api/organizations/${shared}` });
       expectProblem(res, 409, 'last_organization');
       expect(res.json().user_ids).toEqual([b.id]);
@@ -618,7 +601,7 @@ describe('detaching and people', () => {
   it('refuses (409 last_owner) when only the parent side owns it, unless kept; keep_members is checked', async () => {
     const child = await subOf(top, owner);
     await addMember(child, developer, 'developer');
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const res = await detach(owner, child);
       expectProblem(res, 409, 'last_owner');
       expect(res.json().user_ids).toEqual([owner.id]);
@@ -688,7 +671,7 @@ describe('who detaches', () => {
       }),
       201,
     );
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const payload of [{ keep_members: [admin.id] }, { keep_members: [admin.id], plan: 'free' }, {}])
         expectProblem(
           await as(admin.token, { method: 'POST', url: detachUrl(mine), payload }),
@@ -715,7 +698,7 @@ describe('who detaches', () => {
     // Made by the operator (no owner), empty, the admin no member of it: still the owners' call.
     const child = await subOf(top);
     expect(await balanceOf(child)).toBe('0');
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(
         await as(admin.token, { method: 'POST', url: detachUrl(child), payload: {} }),
         403,

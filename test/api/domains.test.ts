@@ -1,7 +1,7 @@
 import { createSocket } from 'node:dgram';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.js';
 
 /**
@@ -115,13 +115,6 @@ async function verified(orgId: string, d: Domain): Promise<Domain> {
   const res = await verify(orgId, d.id);
   expect(res.statusCode, res.body).toBe(200);
   expect(res.json().status).toBe('verified');
-  return res.json();
-}
-
-function expectProblem(res: LightMyRequestResponse, status: number, code: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/application\/problem\+json/);
-  expect(res.json().code).toBe(code);
   return res.json();
 }
 

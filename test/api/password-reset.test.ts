@@ -1,12 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import type { LightMyRequestResponse } from 'fastify';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAILS_PER_ACCOUNT } from '../../src/modules/auth/auth.service.js';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
-
-type Res = LightMyRequestResponse;
+import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 
 const PUBLIC_URL = 'https://orgbase.test';
 const PASSWORD = 'correct horse battery';
@@ -16,17 +13,6 @@ let seq = 0;
 const uniqueEmail = (label: string) => `${label}.${run}.${++seq}@example.test`;
 let addressSeq = 0;
 const freshAddress = () => `203.0.113.${(++addressSeq % 250) + 1}`;
-
-function expectProblem(res: Res, status: number, code: string, field?: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code).toBe(code);
-  if (field)
-    expect(
-      (res.json().errors as Array<{ field: string }>).map((e) => e.field),
-      res.body,
-    ).toContain(field);
-}
 
 const post = (t: TestContext, url: string, payload: object, headers: Record<string, string> = {}) =>
   t.app.inject({ method: 'POST', url, payload, headers, remoteAddress: freshAddress() });

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPERATOR_ONLY, type Permission, ROLE_PERMISSIONS, ROLES, type Role } from '../../src/lib/authz.js';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 
 type Res = LightMyRequestResponse;
 
@@ -64,17 +64,6 @@ function as(t: TestContext, token: string, opts: InjectOptions): Promise<Res> {
 
 function fieldsOf(res: Res): string[] {
   return ((res.json().errors ?? []) as Array<{ field: string }>).map((e) => e.field);
-}
-
-function expectProblem(res: Res, status: number, code: string, field?: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code).toBe(code);
-  if (field !== undefined)
-    expect(
-      fieldsOf(res).some((f) => f === field || f.startsWith(`${field}.`)),
-      `${res.body} names ${field}`,
-    ).toBe(true);
 }
 
 async function createOrg(t: TestContext, user: User, name: string) {

@@ -1,7 +1,7 @@
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 
 /**
  * Plans and subscriptions through the HTTP API: the catalogue, a new organization's
@@ -150,13 +150,6 @@ async function invitationToken(email: string): Promise<string> {
   const token = /\/invitations\/([A-Za-z0-9_-]+)/.exec(mail.html)?.[1];
   expect(token).toBeTruthy();
   return token as string;
-}
-
-function expectProblem(res: LightMyRequestResponse, status: number, code: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/application\/problem\+json/);
-  expect(res.json().code).toBe(code);
-  return res.json();
 }
 
 // ---------------------------------------------------------------------------------------------

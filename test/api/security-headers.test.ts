@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 
 type Res = LightMyRequestResponse;
 
@@ -10,12 +10,6 @@ const PASSWORD = 'correct horse battery';
 const run = randomBytes(3).toString('hex');
 let seq = 0;
 const uniqueEmail = (label: string) => `${label}.${run}.${++seq}@example.test`;
-
-function expectProblem(res: Res, status: number, code: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code).toBe(code);
-}
 
 /** The directives of a Content-Security-Policy header, by name. */
 function csp(res: Res): Map<string, string[]> {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { createTestApp, expectProblem, type TestContext, writesNothing } from '../harness.js';
 
 type Res = LightMyRequestResponse;
 
@@ -76,28 +76,6 @@ function as(who: User | string, opts: InjectOptions): Promise<Res> {
 
 /** A request as the operator. */
 const op = (opts: InjectOptions) => t.call(opts);
-
-function fieldsOf(res: Res): string[] {
-  return ((res.json().errors ?? []) as Array<{ field: string }>).map((e) => e.field);
-}
-
-function expectProblem(res: Res, status: number, code: string, field?: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code, res.body).toBe(code);
-  if (field !== undefined)
-    expect(
-      fieldsOf(res).some((f) => f === field || f.startsWith(`${field}.`)),
-      `${res.body} names ${field}`,
-    ).toBe(true);
-}
-
-/** Runs `refused` and proves that it wrote nothing at all. */
-async function writesNothing(refused: () => Promise<void>) {
-  const before = await tableCounts(t.db);
-  await refused();
-  expect(await tableCounts(t.db)).toEqual(before);
-}
 
 /** A top-level organization on `plan`: created by `owner` (who becomes its owner) or the operator. */
 async function topOrg(opts: { owner?: User; plan?: string; name?: string } = {}): Promise<Org> {
@@ -247,7 +225,7 @@ describe('features through three levels', () => {
     });
 
     // What the child lacks cannot go to the grandchild, named one by one; nothing is written.
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const refused = await createSub(child.id, { features: ['workflows', 'analytics', 'broadcasts'] });
       expectProblem(refused, 403, 'feature_not_grantable', 'features');
       expect(refused.json().features).toEqual(['analytics', 'broadcasts']);
@@ -266,7 +244,7 @@ describe('features through three levels', () => {
     });
 
     // Nor later, by PUT, even by the operator.
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const put = await op({
         method: 'PUT',
         url: `/api/organizations/${grandchild.id}/features`,
@@ -297,7 +275,7 @@ describe('features through three levels', () => {
     });
 
     // The grandchild without sub_organizations cannot have sub-organizations: its parent didn't grant it.
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const deeper = await createSub(grandchild.id);
       expectProblem(deeper, 403, 'feature_not_enabled');
       expect(deeper.json()).toMatchObject({ feature: 'sub_organizations', upgrade_to: null });
@@ -307,7 +285,7 @@ describe('features through three levels', () => {
   it('refuses PUT features on a top-level organization (409 not_a_sub_organization) and from the sub-organization itself', async () => {
     const owner = await signUp('fowner');
     const top = await topOrg({ owner });
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const res of [
         await op({ method: 'PUT', url: `/api/organizations/${top.id}/features`, payload: { features: [] } }),
         await as(owner, {
@@ -327,7 +305,7 @@ describe('features through three levels', () => {
     expect(read.statusCode, read.body).toBe(200);
     expect(read.json().enabled).toEqual(['api_access']);
     const stranger = await signUp('fstranger');
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
         await as(childOwner, {
           method: 'PUT',
@@ -418,14 +396,14 @@ describe('revoking a feature', () => {
     expect((await featuresOf(top.id)).enabled).toEqual(ALL_FEATURES);
 
     // A debit below zero is refused now; down to zero still works.
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(await deduct(grandchild.id, '15'), 402, 'insufficient_credits'),
     );
     expect((await deduct(grandchild.id, '10')).statusCode).toBe(201);
     expect((await balanceOf(grandchild.id)).available).toBe('0');
 
     // Overdraft cannot be switched back on: the parent did not grant it (no plan lifts that).
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const again = await op({
         method: 'PATCH',
         url: `/api/organizations/${grandchild.id}/credit-settings`,
@@ -455,7 +433,7 @@ describe('plan requirement and the sub-organization limit', () => {
   it('refuses a Free (and Starter, Growth) parent with 403 feature_not_enabled naming Business, writing nothing', async () => {
     const user = await signUp('freeparent');
     const personal = (await me(user)).organizations[0]?.id as string;
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const res = await createSub(personal, {}, user);
       expectProblem(res, 403, 'feature_not_enabled');
       expect(res.json()).toMatchObject({
@@ -466,7 +444,7 @@ describe('plan requirement and the sub-organization limit', () => {
     });
     for (const plan of ['starter', 'growth']) {
       const o = await topOrg({ plan });
-      await writesNothing(async () => {
+      await writesNothing(t.db, async () => {
         const res = await createSub(o.id);
         expectProblem(res, 403, 'feature_not_enabled');
         expect(res.json()).toMatchObject({ plan, upgrade_to: 'business' });
@@ -510,9 +488,9 @@ describe('plan requirement and the sub-organization limit', () => {
     ).json();
     expect(subscription.limits.sub_organizations).toEqual({ used: max, max });
 
-    await writesNothing(async () => expectProblem(await createSub(top.id), 402, 'plan_limit_exceeded'));
+    await writesNothing(t.db, async () => expectProblem(await createSub(top.id), 402, 'plan_limit_exceeded'));
     // Downgrading below what it uses is refused.
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const down = await op({
         method: 'PUT',
         url: `/api/organizations/${top.id}/subscription`,
@@ -556,7 +534,7 @@ describe('nesting depth', () => {
       chain.push(child);
     }
     const deepest = chain[5] as Org;
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const res = await createSub(deepest.id);
       expectProblem(res, 409, 'nesting_too_deep');
       expect(res.json().max_depth).toBe(5);
@@ -672,7 +650,7 @@ describe('oversight', () => {
 
   it('stops oversight at admin: no deleting the child, no making owners', async () => {
     const someone = await signUp('would-be-owner');
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
         await as(owner, { method: 'DELETE', url: `/api/organizations/${child.id}` }),
         403,
@@ -700,7 +678,7 @@ describe('oversight', () => {
     // Nor over an owner the child has.
     const childOwner = await signUp('real-owner');
     await addMember(child.id, childOwner, 'owner');
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const res of [
         await as(owner, { method: 'DELETE', url: `/api/organizations/${child.id}/members/${childOwner.id}` }),
         await as(owner, {
@@ -719,7 +697,7 @@ describe('oversight', () => {
   });
 
   it('gives the parent’s developer nothing below (404), and its manager read-only sub-organization views', async () => {
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const url of [
         `/api/organizations/${child.id}`,
         `/api/organizations/${child.id}/members`,
@@ -767,7 +745,7 @@ describe('oversight', () => {
     expect(billing.json().organization_id).toBe(grandchild.id);
 
     // ... but changes nothing.
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(await createSub(top.id, {}, manager), 403, 'forbidden');
       expectProblem(
         await as(manager, {
@@ -813,7 +791,7 @@ describe('oversight', () => {
     expect(key.statusCode, key.body).toBe(201);
     const childMember = await signUp('childmember');
     await addMember(child.id, childMember, 'owner');
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const url of [
         subsUrl(top.id),
         `${subsUrl(top.id)}/usage`,
@@ -886,7 +864,7 @@ describe('join as', () => {
     expect((await as(admin, { method: 'GET', url: '/api/organization' })).json().id).toBe(child.id);
 
     // As developer: no changing the organization, no admin powers over what is below it ...
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
         await as(admin, {
           method: 'PATCH',
@@ -965,7 +943,7 @@ describe('join as', () => {
     });
 
     // Leaving again: not joined.
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(await as(admin, { method: 'DELETE', url: '/api/me/join-as' }), 409, 'not_joined'),
     );
   });
@@ -1132,7 +1110,7 @@ describe('join as', () => {
     const other = await topOrg({ plan: 'business' });
     const elsewhere = await sub(other.id);
     const url = `${subsUrl(top.id)}/${child.id}/join-as`;
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
         await as(key.json().key, { method: 'POST', url, payload: { role: 'developer' } }),
         403,
@@ -1193,7 +1171,7 @@ describe('creating a sub-organization', () => {
     expect([...grantedFeatures.after].sort()).toEqual([...ALL_FEATURES].sort());
     // Detaching takes the parent side's people out of it: here the creator, its only owner, so it
     // is refused unless they are kept. And it is the parent's owners' to do, not its admins'.
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
         await as(admin, {
           method: 'POST',
@@ -1234,7 +1212,7 @@ describe('creating a sub-organization', () => {
     [{ name: 'x', parent_id: 'org_elsewhere' }, 'parent_id'],
   ])('refuses %j with 400 naming the field, writing nothing', async (payload, field) => {
     const top = await topOrg({ plan: 'business' });
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(
         await op({ method: 'POST', url: subsUrl(top.id), payload }),
         400,
@@ -1248,7 +1226,7 @@ describe('creating a sub-organization', () => {
     const top = await topOrg({ plan: 'business' });
     const slug = `taken-${run}`;
     expect((await createSub(top.id, { slug })).statusCode).toBe(201);
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(await createSub(top.id, { slug }), 409, 'slug_taken', 'slug');
       expectProblem(await createSub(`no-such-parent-${run}`), 404, 'not_found');
     });
@@ -1342,7 +1320,7 @@ describe('detach', () => {
     });
 
     // Not below any more: a second detach is 404.
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(
         await as(owner, { method: 'POST', url: `${subsUrl(top.id)}/${child.id}/detach`, payload: {} }),
         404,
@@ -1355,7 +1333,7 @@ describe('detach', () => {
     const child = await sub(top.id, { features: ['api_access'] });
     const parentWithChild = await sub(top.id);
     const below = await sub(parentWithChild.id);
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(
         await as(owner, { method: 'POST', url: `${subsUrl(top.id)}/${below.id}/detach`, payload: {} }),
         409,
@@ -1386,7 +1364,7 @@ describe('detach', () => {
     const child = await sub(top.id);
     const childOwner = await signUp('dchildowner');
     await addMember(child.id, childOwner, 'owner');
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
         await as(childOwner, { method: 'POST', url: `${subsUrl(top.id)}/${child.id}/detach`, payload: {} }),
         404,
@@ -1414,7 +1392,7 @@ describe('detach', () => {
     const child = await sub(top.id);
     const grandchild = await sub(child.id);
     const featuresBefore = await featuresOf(child.id);
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const res = await as(owner, {
         method: 'POST',
         url: `${subsUrl(top.id)}/${child.id}/detach`,
@@ -1598,7 +1576,7 @@ describe('tree usage', () => {
     ['unknown parameter', 'since=2024-01-01', 'since'],
   ])('refuses a range %s with 400 naming the field', async (_label, query, field) => {
     const top = await topOrg({ plan: 'business' });
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(
         await op({ method: 'GET', url: `${subsUrl(top.id)}/usage?${query}` }),
         400,
@@ -1632,7 +1610,7 @@ describe('billing and the spending limit', () => {
       summary.json().payment_history.map((p: { type: string; amount: string }) => [p.type, p.amount]),
     ).toEqual([['top_up', '100']]);
 
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const limit of ['-1', 'lots'])
         expectProblem(
           await as(owner, {
@@ -1661,7 +1639,7 @@ describe('billing and the spending limit', () => {
     expect((await balanceOf(child.id)).monthly_spending_limit).toBe('10');
 
     // The child's own owner cannot lift or change it, by any route.
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const monthly_spending_limit of [null, '1000', '10'])
         expectProblem(
           await as(childOwner, {
@@ -1693,7 +1671,7 @@ describe('billing and the spending limit', () => {
 
     // Enforced on every debit.
     expect((await deduct(child.id, '8', childOwner)).statusCode).toBe(201);
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(await deduct(child.id, '3', childOwner), 402, 'spending_limit_exceeded'),
     );
     expect((await usage([{ organization_id: child.id, credits: '2.5' }]))[0]).toMatchObject({
@@ -1754,7 +1732,7 @@ describe('billing and the spending limit', () => {
     expect(billing.json()).toMatchObject({ organization_id: grandchild.id, available_balance: '10' });
 
     const outside = await topOrg({ plan: 'business' });
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
         await as(owner, { method: 'GET', url: `${subsUrl(top.id)}/${outside.id}/billing` }),
         404,
@@ -1810,7 +1788,7 @@ describe('funding a sub-organization', () => {
       balance_after: '30',
       actor: { type: 'user', id: owner.id },
     });
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const replay = await transfer(owner, top.id, child.id, '30', key);
       expect(replay.statusCode).toBe(201);
       expect(replay.json()).toEqual(first.json());
@@ -1855,7 +1833,7 @@ describe('what the parent decides', () => {
     const child = await sub(top.id, {}, owner);
     await addMember(child.id, childOwner, 'owner');
     const url = `/api/organizations/${child.id}/subscription`;
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       // The child's own owner may read its plan but not change, cancel or reactivate it.
       expect((await as(childOwner, { method: 'GET', url })).statusCode).toBe(200);
       expectProblem(
@@ -1899,10 +1877,12 @@ describe('what the parent decides', () => {
         url: `/api/organizations/${child.id}/credits/transfer`,
         payload: { to_organization_id: sibling.id, amount },
       });
-    await writesNothing(async () => expectProblem(await transfer('100'), 402, 'spending_limit_exceeded'));
+    await writesNothing(t.db, async () =>
+      expectProblem(await transfer('100'), 402, 'spending_limit_exceeded'),
+    );
     expect((await transfer('5')).statusCode).toBe(201);
     expect(await balanceOf(child.id)).toMatchObject({ available: '95', month_spend: '5' });
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(await transfer('0.000001'), 402, 'spending_limit_exceeded'),
     );
   });
