@@ -351,3 +351,68 @@ export async function createTeam(
   expect(res.statusCode, res.body).toBe(201);
   return res.json();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reading back: the views tests most often check a scenario against.
+
+export interface Membership {
+  id: string;
+  name: string;
+  slug: string;
+  active: boolean;
+  parent_id: string | null;
+  role: string;
+  via: 'member' | 'oversight' | 'join_as';
+}
+
+export interface MeView {
+  user: { id: string; name: string; email: string; created_at: string };
+  organizations: Membership[];
+  active_organization: Membership | null;
+  joined_as: { organization_id: string; role: string; return_organization_id: string | null } | null;
+}
+
+/** GET /api/me as `user`. */
+export async function readMe(t: TestContext, user: User): Promise<MeView> {
+  const res = await as(t, user, { method: 'GET', url: '/api/me' });
+  expect(res.statusCode, res.body).toBe(200);
+  return res.json();
+}
+
+export interface AuditEntry {
+  id: string;
+  action: string;
+  actor: { type: string; id: string | null; role: string | null; via: string | null };
+  target: { type: string; id: string };
+  changes: Record<string, { before: unknown; after: unknown }>;
+  created_at: string;
+}
+
+/** The organization's audit log, newest first (its first 100 entries), read by the operator. */
+export async function readAuditLog(t: TestContext, orgId: string): Promise<AuditEntry[]> {
+  const res = await t.call({ method: 'GET', url: `/api/organizations/${orgId}/audit-log?limit=100` });
+  expect(res.statusCode, res.body).toBe(200);
+  return res.json().data;
+}
+
+export interface Balance {
+  organization_id: string;
+  available: string;
+  held: string;
+  overdraft_enabled: boolean;
+  overdraft_limit: string;
+  spendable: string;
+  month: string;
+  month_spend: string;
+  monthly_spending_limit: string | null;
+  month_usage_events: number;
+  usage_events_limit: number | null;
+  auto_recharge: { enabled: boolean; threshold: string; amount: string; payment_method: string | null };
+}
+
+/** The organization's balance, read by the operator. */
+export async function readBalance(t: TestContext, orgId: string): Promise<Balance> {
+  const res = await t.call({ method: 'GET', url: `/api/organizations/${orgId}/balance` });
+  expect(res.statusCode, res.body).toBe(200);
+  return res.json();
+}

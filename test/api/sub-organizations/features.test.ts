@@ -8,10 +8,13 @@ import {
   createSubOrg,
   type Organization,
   type Res,
+  readAuditLog,
+  readBalance,
+  readMe,
   signUp,
 } from '../../factories.js';
 import { createTestApp, expectProblem, type TestContext, writesNothing } from '../../harness.js';
-import { ALL_FEATURES, auditOf, balanceOf, createSub, deduct, featuresOf, me, subsUrl } from './support.js';
+import { ALL_FEATURES, createSub, deduct, featuresOf, subsUrl } from './support.js';
 
 /**
  * Sub-organizations: the features a parent grants down the tree (and revokes), the plan a
@@ -169,7 +172,7 @@ describe('features through three levels', () => {
     });
     expect(granted.statusCode, granted.body).toBe(200);
     expect(granted.json().enabled).toEqual(['api_access', 'workflows']);
-    const changed = (await auditOf(t, child.id)).find((e) => e.action === 'features.changed');
+    const changed = (await readAuditLog(t, child.id)).find((e) => e.action === 'features.changed');
     expect(changed?.changes.features).toEqual({ before: ['api_access'], after: ['api_access', 'workflows'] });
     expect(changed?.actor).toMatchObject({ type: 'user', id: owner.id, role: 'admin', via: 'oversight' });
   });
@@ -193,7 +196,7 @@ describe('revoking a feature', () => {
       });
       expect(on.statusCode, on.body).toBe(200);
     }
-    expect(await balanceOf(t, grandchild.id)).toMatchObject({ overdraft_enabled: true, spendable: '60' });
+    expect(await readBalance(t, grandchild.id)).toMatchObject({ overdraft_enabled: true, spendable: '60' });
 
     const withoutOverdraft = ALL_FEATURES.filter((f) => f !== 'allow_overdraft');
     const put = await t.call({
@@ -208,7 +211,7 @@ describe('revoking a feature', () => {
       const v = await featuresOf(t, o.id);
       expect(v.enabled).toEqual(withoutOverdraft);
       expect(v.byKey.allow_overdraft).toMatchObject({ enabled: false, granted: false, parent_has: false });
-      const audit = await auditOf(t, o.id);
+      const audit = await readAuditLog(t, o.id);
       const revoked = audit.find((e) => e.action === 'features.revoked');
       expect(revoked?.changes).toEqual({
         features: { before: ['allow_overdraft'], after: [] },
@@ -219,9 +222,9 @@ describe('revoking a feature', () => {
         (e) => e.action === 'credits.settings_changed' && 'overdraft_enabled' in e.changes,
       );
       expect(off?.changes.overdraft_enabled).toEqual({ before: true, after: false });
-      expect((await balanceOf(t, o.id)).overdraft_enabled).toBe(false);
+      expect((await readBalance(t, o.id)).overdraft_enabled).toBe(false);
     }
-    expect(await balanceOf(t, grandchild.id)).toMatchObject({ available: '10', spendable: '10' });
+    expect(await readBalance(t, grandchild.id)).toMatchObject({ available: '10', spendable: '10' });
     // The child itself lost it too; the top-level keeps its plan's.
     expect((await featuresOf(t, child.id)).byKey.allow_overdraft).toMatchObject({
       enabled: false,
@@ -234,7 +237,7 @@ describe('revoking a feature', () => {
       expectProblem(await deduct(t, grandchild.id, '15'), 402, 'insufficient_credits'),
     );
     expect((await deduct(t, grandchild.id, '10')).statusCode).toBe(201);
-    expect((await balanceOf(t, grandchild.id)).available).toBe('0');
+    expect((await readBalance(t, grandchild.id)).available).toBe('0');
 
     // Overdraft cannot be switched back on: the parent did not grant it (no plan lifts that).
     await writesNothing(t.db, async () => {
@@ -266,7 +269,7 @@ describe('revoking a feature', () => {
 describe('plan requirement and the sub-organization limit', () => {
   it('refuses a Free (and Starter, Growth) parent with 403 feature_not_enabled naming Business, writing nothing', async () => {
     const user = await signUp(t, { name: 'freeparent' });
-    const personal = (await me(t, user)).organizations[0]?.id as string;
+    const personal = (await readMe(t, user)).organizations[0]?.id as string;
     await writesNothing(t.db, async () => {
       const res = await createSub(t, personal, {}, user);
       expectProblem(res, 403, 'feature_not_enabled');

@@ -7,11 +7,14 @@ import {
   createOrg,
   createSubOrg,
   type Organization,
+  readAuditLog,
+  readBalance,
+  readMe,
   signUp,
   type User,
 } from '../../factories.js';
 import { createTestApp, expectProblem, type TestContext, writesNothing } from '../../harness.js';
-import { ALL_FEATURES, auditOf, balanceOf, createSub, featuresOf, me, subsUrl } from './support.js';
+import { ALL_FEATURES, createSub, featuresOf, subsUrl } from './support.js';
 
 /**
  * A sub-organization's life: created by the operator or a parent's user (with the refusals of
@@ -37,15 +40,15 @@ describe('creating a sub-organization', () => {
       by: owner,
     });
     expect(child).toMatchObject({ parent_id: top.id, plan: 'business', currency: 'GBP' });
-    expect((await me(t, owner)).organizations.find((o) => o.id === child.id)).toMatchObject({
+    expect((await readMe(t, owner)).organizations.find((o) => o.id === child.id)).toMatchObject({
       role: 'owner',
       via: 'member',
     });
-    expect((await me(t, admin)).organizations.find((o) => o.id === child.id)).toMatchObject({
+    expect((await readMe(t, admin)).organizations.find((o) => o.id === child.id)).toMatchObject({
       role: 'admin',
       via: 'oversight',
     });
-    const created = (await auditOf(t, top.id)).find((e) => e.action === 'sub_organization.created');
+    const created = (await readAuditLog(t, top.id)).find((e) => e.action === 'sub_organization.created');
     expect(created).toMatchObject({
       actor: { type: 'user', id: owner.id, role: 'owner', via: 'member' },
       target: { type: 'organization', id: child.id },
@@ -167,7 +170,7 @@ describe('detach', () => {
       404,
       'not_found',
     );
-    expect((await me(t, owner)).organizations.map((o) => o.id)).not.toContain(child.id);
+    expect((await readMe(t, owner)).organizations.map((o) => o.id)).not.toContain(child.id);
     const list = (await as(t, owner, { method: 'GET', url: subsUrl(top.id) })).json().data;
     expect(list.map((o: { id: string }) => o.id)).not.toContain(child.id);
     expectProblem(
@@ -177,13 +180,13 @@ describe('detach', () => {
     );
 
     // Its data stays.
-    expect((await balanceOf(t, child.id)).available).toBe('30');
+    expect((await readBalance(t, child.id)).available).toBe('30');
     const members = (await t.call({ method: 'GET', url: `/api/organizations/${child.id}/members` })).json()
       .data;
     expect(members.map((m: { user_id: string; role: string }) => [m.user_id, m.role])).toEqual([
       [member.id, 'developer'],
     ]);
-    expect((await me(t, member)).organizations.find((o) => o.id === child.id)).toMatchObject({
+    expect((await readMe(t, member)).organizations.find((o) => o.id === child.id)).toMatchObject({
       role: 'developer',
       via: 'member',
       parent_id: null,
@@ -198,10 +201,14 @@ describe('detach', () => {
       (await t.call({ method: 'GET', url: `/api/organizations/${child.id}/subscription` })).json(),
     ).toMatchObject({ plan: 'free', status: 'active' });
 
-    expect((await auditOf(t, child.id)).find((e) => e.action === 'organization.detached')?.changes).toEqual({
+    expect(
+      (await readAuditLog(t, child.id)).find((e) => e.action === 'organization.detached')?.changes,
+    ).toEqual({
       parent_id: { before: top.id, after: null },
     });
-    expect((await auditOf(t, top.id)).find((e) => e.action === 'sub_organization.detached')).toMatchObject({
+    expect(
+      (await readAuditLog(t, top.id)).find((e) => e.action === 'sub_organization.detached'),
+    ).toMatchObject({
       actor: { type: 'user', id: owner.id },
       target: { type: 'organization', id: child.id },
     });
@@ -300,7 +307,7 @@ describe('detach', () => {
       plan: 'business',
     });
     expect(await featuresOf(t, child.id)).toEqual(featuresBefore);
-    expect((await me(t, owner)).organizations.find((o) => o.id === grandchild.id)).toMatchObject({
+    expect((await readMe(t, owner)).organizations.find((o) => o.id === grandchild.id)).toMatchObject({
       via: 'oversight',
     });
 

@@ -8,11 +8,13 @@ import {
   createOrg,
   createSubOrg,
   nextSeq,
+  readAuditLog,
+  readBalance,
   signUp,
   type User,
 } from '../../factories.js';
 import { createTestApp, expectProblem, type TestContext, writesNothing } from '../../harness.js';
-import { auditOf, balanceOf, createSub, deduct, subsUrl } from './support.js';
+import { createSub, deduct, subsUrl } from './support.js';
 
 /**
  * Money in a tree: usage summed over the tree, the spending limit a parent sets on a child,
@@ -256,7 +258,7 @@ describe('billing and the spending limit', () => {
     });
     expect(set.statusCode, set.body).toBe(200);
     expect(set.json()).toMatchObject({ organization_id: child.id, monthly_spending_limit: '10' });
-    expect((await balanceOf(t, child.id)).monthly_spending_limit).toBe('10');
+    expect((await readBalance(t, child.id)).monthly_spending_limit).toBe('10');
 
     // The child's own owner cannot lift or change it, by any route.
     await writesNothing(t.db, async () => {
@@ -322,7 +324,7 @@ describe('billing and the spending limit', () => {
     expect(lifted.json().monthly_spending_limit).toBeNull();
     expect((await deduct(t, child.id, '3', childOwner)).statusCode).toBe(201);
 
-    const audit = await auditOf(t, child.id);
+    const audit = await readAuditLog(t, child.id);
     const change = audit.find(
       (e) => e.action === 'credits.settings_changed' && e.changes.monthly_spending_limit !== undefined,
     );
@@ -430,9 +432,9 @@ describe('funding a sub-organization', () => {
     // Straight to a grandchild as well.
     expect((await transfer(owner, top.id, grandchild.id, '5')).statusCode).toBe(201);
 
-    expect((await balanceOf(t, top.id)).available).toBe('65');
-    expect((await balanceOf(t, child.id)).available).toBe('30');
-    expect((await balanceOf(t, grandchild.id)).available).toBe('5');
+    expect((await readBalance(t, top.id)).available).toBe('65');
+    expect((await readBalance(t, child.id)).available).toBe('30');
+    expect((await readBalance(t, grandchild.id)).available).toBe('5');
     const list = (await as(t, owner, { method: 'GET', url: subsUrl(top.id) })).json().data;
     expect(list.find((o: { id: string }) => o.id === child.id)).toMatchObject({
       balance: '30',
@@ -514,7 +516,7 @@ describe('what the parent decides', () => {
       expectProblem(await transfer('100'), 402, 'spending_limit_exceeded'),
     );
     expect((await transfer('5')).statusCode).toBe(201);
-    expect(await balanceOf(t, child.id)).toMatchObject({ available: '95', month_spend: '5' });
+    expect(await readBalance(t, child.id)).toMatchObject({ available: '95', month_spend: '5' });
     await writesNothing(t.db, async () =>
       expectProblem(await transfer('0.000001'), 402, 'spending_limit_exceeded'),
     );

@@ -7,11 +7,13 @@ import {
   createOrg,
   createSubOrg,
   type Organization,
+  readAuditLog,
+  readMe,
   signUp,
   type User,
 } from '../../factories.js';
 import { createTestApp, expectProblem, type TestContext, writesNothing } from '../../harness.js';
-import { auditOf, createSub, me, subsUrl } from './support.js';
+import { createSub, subsUrl } from './support.js';
 
 /**
  * Who may do what below a parent: its owners and admins oversee every organization below as
@@ -56,14 +58,14 @@ describe('oversight', () => {
 
   it('makes the parent’s owners and admins admins of everything below, shown in GET /api/me', async () => {
     for (const u of [owner, admin]) {
-      const view = await me(t, u);
+      const view = await readMe(t, u);
       const byId = Object.fromEntries(view.organizations.map((o) => [o.id, o]));
       expect(byId[top.id]).toMatchObject({ role: u === owner ? 'owner' : 'admin', via: 'member' });
       expect(byId[child.id]).toMatchObject({ role: 'admin', via: 'oversight', parent_id: top.id });
       expect(byId[grandchild.id]).toMatchObject({ role: 'admin', via: 'oversight', parent_id: child.id });
     }
     for (const u of [manager, developer, stranger]) {
-      const ids = (await me(t, u)).organizations.map((o) => o.id);
+      const ids = (await readMe(t, u)).organizations.map((o) => o.id);
       expect(ids).not.toContain(child.id);
       expect(ids).not.toContain(grandchild.id);
     }
@@ -106,7 +108,7 @@ describe('oversight', () => {
     });
     expect(renamed.statusCode, renamed.body).toBe(200);
 
-    const audit = await auditOf(t, child.id);
+    const audit = await readAuditLog(t, child.id);
     expect(audit.find((e) => e.action === 'member.added')?.actor).toEqual({
       type: 'user',
       id: owner.id,
@@ -117,14 +119,14 @@ describe('oversight', () => {
       id: owner.id,
       via: 'oversight',
     });
-    expect((await auditOf(t, grandchild.id)).find((e) => e.action === 'organization.updated')?.actor).toEqual(
-      {
-        type: 'user',
-        id: admin.id,
-        role: 'admin',
-        via: 'oversight',
-      },
-    );
+    expect(
+      (await readAuditLog(t, grandchild.id)).find((e) => e.action === 'organization.updated')?.actor,
+    ).toEqual({
+      type: 'user',
+      id: admin.id,
+      role: 'admin',
+      via: 'oversight',
+    });
   });
 
   it('stops oversight at admin: no deleting the child, no making owners', async () => {
@@ -335,7 +337,7 @@ describe('join as', () => {
       return_organization_id: top.id,
     });
 
-    const inside = await me(t, admin);
+    const inside = await readMe(t, admin);
     expect(inside.joined_as).toEqual({
       organization_id: child.id,
       role: 'developer',
@@ -376,7 +378,7 @@ describe('join as', () => {
     });
     expect(agent.statusCode, agent.body).toBe(201);
 
-    const childAudit = await auditOf(t, child.id);
+    const childAudit = await readAuditLog(t, child.id);
     expect(childAudit.find((e) => e.action === 'agent.created')?.actor).toEqual({
       type: 'user',
       id: admin.id,
@@ -389,7 +391,7 @@ describe('join as', () => {
       target: { type: 'organization', id: child.id },
       changes: { role: { before: null, after: 'developer' } },
     });
-    expect((await auditOf(t, top.id)).find((e) => e.action === 'session.joined_as')?.actor).toEqual({
+    expect((await readAuditLog(t, top.id)).find((e) => e.action === 'session.joined_as')?.actor).toEqual({
       type: 'user',
       id: admin.id,
       role: 'admin',
@@ -403,7 +405,7 @@ describe('join as', () => {
       role: 'developer',
       return_organization_id: top.id,
     });
-    const back = await me(t, admin);
+    const back = await readMe(t, admin);
     expect(back.joined_as).toBeNull();
     expect(back.active_organization).toMatchObject({ id: top.id, role: 'admin', via: 'member' });
     expect(back.organizations.find((o) => o.id === child.id)).toMatchObject({
@@ -419,7 +421,7 @@ describe('join as', () => {
         })
       ).statusCode,
     ).toBe(200);
-    expect((await auditOf(t, child.id)).find((e) => e.action === 'session.left')?.actor).toEqual({
+    expect((await readAuditLog(t, child.id)).find((e) => e.action === 'session.left')?.actor).toEqual({
       type: 'user',
       id: admin.id,
       role: 'developer',
@@ -433,7 +435,7 @@ describe('join as', () => {
   });
 
   it('joins a grandchild through the top and returns to where the session was', async () => {
-    const before = await me(t, owner);
+    const before = await readMe(t, owner);
     const personal = before.active_organization?.id as string;
     expect(personal).not.toBe(top.id);
     const joined = await as(t, owner, {
@@ -443,7 +445,7 @@ describe('join as', () => {
     });
     expect(joined.statusCode, joined.body).toBe(200);
     expect(joined.json().return_organization_id).toBe(personal);
-    const inside = await me(t, owner);
+    const inside = await readMe(t, owner);
     expect(inside.active_organization).toMatchObject({ id: grandchild.id, role: 'agent', via: 'join_as' });
     // An agent reads but does not manage members.
     expectProblem(
@@ -462,7 +464,7 @@ describe('join as', () => {
     });
     const left = await as(t, owner, { method: 'DELETE', url: '/api/me/join-as' });
     expect(left.json().return_organization_id).toBe(personal);
-    const after = await me(t, owner);
+    const after = await readMe(t, owner);
     expect(after.joined_as).toBeNull();
     expect(after.active_organization?.id).toBe(personal);
   });
@@ -491,7 +493,7 @@ describe('join as', () => {
       role: 'agent',
       return_organization_id: top.id,
     });
-    const inside = await me(t, admin);
+    const inside = await readMe(t, admin);
     expect(inside.joined_as).toEqual(second.json());
     // Only one joined organization at a time: the child is back to oversight.
     expect(inside.organizations.find((o) => o.id === child.id)).toMatchObject({
@@ -508,7 +510,7 @@ describe('join as', () => {
       role: 'agent',
       return_organization_id: top.id,
     });
-    expect((await me(t, admin)).active_organization?.id).toBe(top.id);
+    expect((await readMe(t, admin)).active_organization?.id).toBe(top.id);
 
     // Started from inside the child (active there through oversight): the way back is the parent.
     await as(t, admin, {
@@ -516,7 +518,7 @@ describe('join as', () => {
       url: '/api/me/active-organization',
       payload: { organization_id: child.id },
     });
-    expect((await me(t, admin)).active_organization).toMatchObject({ id: child.id, via: 'oversight' });
+    expect((await readMe(t, admin)).active_organization).toMatchObject({ id: child.id, via: 'oversight' });
     const fromInside = await as(t, admin, {
       method: 'POST',
       url: `${subsUrl(top.id)}/${child.id}/join-as`,
@@ -524,7 +526,7 @@ describe('join as', () => {
     });
     expect(fromInside.json().return_organization_id).toBe(top.id);
     await as(t, admin, { method: 'DELETE', url: '/api/me/join-as' });
-    expect((await me(t, admin)).active_organization?.id).toBe(top.id);
+    expect((await readMe(t, admin)).active_organization?.id).toBe(top.id);
   });
 
   it('ends the joined role as soon as the oversight behind it ends', async () => {
@@ -549,7 +551,7 @@ describe('join as', () => {
       payload: { role: 'developer' },
     });
     expect(demoted.statusCode, demoted.body).toBe(200);
-    const view = await me(t, deputy);
+    const view = await readMe(t, deputy);
     expect(view.joined_as).toBeNull();
     expect(view.organizations.map((o) => o.id)).not.toContain(kid.id);
     expectProblem(
@@ -584,7 +586,7 @@ describe('join as', () => {
       payload: {},
     });
     expect(detached.statusCode, detached.body).toBe(200);
-    const after = await me(t, boss);
+    const after = await readMe(t, boss);
     expect(after.joined_as).toBeNull();
     expect(after.organizations.map((o) => o.id)).not.toContain(other.id);
     expectProblem(

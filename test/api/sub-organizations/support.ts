@@ -4,7 +4,7 @@ import type { Feature } from '../../../src/modules/plans/plans.catalog.js';
 import { as, type Res, type User, uniqueName } from '../../factories.js';
 import type { TestContext } from '../../harness.js';
 
-/** What the sub-organization suites read back: features, the audit log, balances, GET /api/me. */
+/** What the sub-organization suites share: the features view, and requests whose answer they check. */
 
 /** Every feature, in the order GET features lists them (all of them are on Business). */
 export const ALL_FEATURES: Feature[] = [
@@ -53,38 +53,6 @@ export async function featuresOf(t: TestContext, orgId: string) {
     features: FeatureRow[];
   };
   return { ...body, byKey: Object.fromEntries(body.features.map((f) => [f.key, f])) };
-}
-
-export interface AuditEntry {
-  action: string;
-  actor: { type: string; id: string | null; role: string | null; via: string | null };
-  target: { type: string; id: string };
-  changes: Record<string, { before: unknown; after: unknown }>;
-}
-
-export async function auditOf(t: TestContext, orgId: string): Promise<AuditEntry[]> {
-  const res = await t.call({ method: 'GET', url: `/api/organizations/${orgId}/audit-log?limit=100` });
-  expect(res.statusCode, res.body).toBe(200);
-  return res.json().data;
-}
-
-export async function balanceOf(t: TestContext, orgId: string) {
-  const res = await t.call({ method: 'GET', url: `/api/organizations/${orgId}/balance` });
-  expect(res.statusCode, res.body).toBe(200);
-  return res.json();
-}
-
-export interface MeView {
-  user: { id: string };
-  organizations: Array<{ id: string; role: string; via: string; parent_id: string | null }>;
-  active_organization: { id: string; role: string; via: string } | null;
-  joined_as: { organization_id: string; role: string; return_organization_id: string | null } | null;
-}
-
-export async function me(t: TestContext, user: User): Promise<MeView> {
-  const res = await as(t, user, { method: 'GET', url: '/api/me' });
-  expect(res.statusCode, res.body).toBe(200);
-  return res.json();
 }
 
 /** POST credits/deduct, as the operator or `by`; the raw answer. */
