@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatAmount, parseAmount } from '../../src/lib/money.js';
+import { createOrg } from '../factories.js';
 import { createTestApp, expectProblem, type TestContext } from '../harness.js';
 
 let t: TestContext;
@@ -22,11 +23,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-async function newOrg(name: string): Promise<string> {
-  const res = await t.call({ method: 'POST', url: '/api/organizations', payload: { name } });
-  expect(res.statusCode, res.body).toBe(201);
-  return res.json().id as string;
-}
+const newOrg = async (name: string) => (await createOrg(t, { name })).id;
 
 // ---------------------------------------------------------------------------------------------
 // Model
