@@ -57,6 +57,9 @@ export interface User {
   call: Call;
 }
 
+/** Whoever a factory acts as when not the operator: a `User` (anything with its `call`). */
+export type Actor = Pick<User, 'call'>;
+
 /** A request as a user or with an API key's secret: its bearer token, never the operator's. */
 export function as(t: TestContext, who: User | string, opts: InjectOptions): Promise<Res> {
   const token = typeof who === 'string' ? who : who.token;
@@ -131,7 +134,7 @@ export interface OrganizationFields {
  */
 export async function createOrg(
   t: TestContext,
-  opts: OrganizationFields & { by?: User; plan?: PlanKey } = {},
+  opts: OrganizationFields & { by?: Actor; plan?: PlanKey } = {},
 ): Promise<Organization> {
   const { by, plan, ...fields } = opts;
   const res = await (by?.call ?? t.call)({
@@ -172,7 +175,7 @@ export async function setPlan(t: TestContext, orgId: string, plan: PlanKey): Pro
 export async function createSubOrg(
   t: TestContext,
   parentId: string,
-  opts: OrganizationFields & { by?: User; plan?: PlanKey; features?: Feature[] } = {},
+  opts: OrganizationFields & { by?: Actor; plan?: PlanKey; features?: Feature[] } = {},
 ): Promise<Organization> {
   const { by, ...fields } = opts;
   const res = await (by?.call ?? t.call)({
@@ -203,7 +206,7 @@ export async function addMember(
   orgId: string,
   who: User | { email: string },
   role: Role,
-  opts: { by?: User } = {},
+  opts: { by?: Actor } = {},
 ): Promise<Member> {
   const res = await (opts.by?.call ?? t.call)({
     method: 'POST',
@@ -275,7 +278,7 @@ export async function createAgent(
     description?: string | null;
     billing_rate?: string | null;
     status?: 'active' | 'paused';
-    by?: User;
+    by?: Actor;
   } = {},
 ): Promise<Agent> {
   const { by, ...fields } = opts;
@@ -307,7 +310,7 @@ export interface ApiKey {
 export async function createApiKey(
   t: TestContext,
   orgId: string,
-  opts: { scopes?: ApiKeyScope[]; name?: string; expires_at?: string; by?: User } = {},
+  opts: { scopes?: ApiKeyScope[]; name?: string; expires_at?: string; by?: Actor } = {},
 ): Promise<ApiKey> {
   const { by, scopes = ['read', 'write'], name = uniqueName('Key'), ...rest } = opts;
   const res = await (by?.call ?? t.call)({
@@ -339,7 +342,7 @@ export async function createTeam(
     name?: string;
     description?: string | null;
     monthly_budget?: string | null;
-    by?: User;
+    by?: Actor;
   } = {},
 ): Promise<Team> {
   const { by, ...fields } = opts;
