@@ -384,10 +384,12 @@ export async function readMe(t: TestContext, user: User): Promise<MeView> {
 
 export interface AuditEntry {
   id: string;
+  organization_id: string;
   action: string;
   actor: { type: string; id: string | null; role: string | null; via: string | null };
   target: { type: string; id: string };
   changes: Record<string, { before: unknown; after: unknown }>;
+  request_id: string | null;
   created_at: string;
 }
 

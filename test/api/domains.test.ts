@@ -1,7 +1,7 @@
 import { createSocket } from 'node:dgram';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addMember, type Call, createOrg, signUp } from '../factories.js';
+import { addMember, type Call, createOrg, readAuditLog, signUp } from '../factories.js';
 import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.js';
 
@@ -74,11 +74,7 @@ async function verified(orgId: string, d: Domain): Promise<Domain> {
   return res.json();
 }
 
-async function auditActions(orgId: string): Promise<string[]> {
-  const res = await t.call({ method: 'GET', url: `/api/organizations/${orgId}/audit-log?limit=100` });
-  expect(res.statusCode, res.body).toBe(200);
-  return res.json().data.map((e: { action: string }) => e.action);
-}
+const auditActions = async (orgId: string) => (await readAuditLog(t, orgId)).map((e) => e.action);
 
 // ---------------------------------------------------------------------------------------------
 
