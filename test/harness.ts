@@ -3,10 +3,11 @@ import { readFileSync } from 'node:fs';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { type App, type AppDeps, buildApp } from '../src/app.js';
 import { createPgliteDb, createPostgresDb, type DbHandle, openPglite } from '../src/db/client.js';
 import { migrate } from '../src/db/migrate.js';
+import { type ErrorCode, ErrorCodes, PROBLEM_TYPE_BASE, type Problem } from '../src/lib/problem.js';
 
 export const ADMIN_TOKEN = 'test-operator-token-0123456789';
 export const onPostgres = Boolean(process.env.DATABASE_URL);
@@ -101,4 +102,49 @@ export async function tableCounts(db: DbHandle): Promise<Record<string, number>>
     counts[table_name] = Number(r.rows[0]?.n ?? 0);
   }
   return counts;
+}
+
+/**
+ * Asserts `res` is the RFC 9457 problem for `code` (typed from the closed catalogue, so a
+ * misspelled code fails `npm run typecheck`) and returns its body: the status, the
+ * `application/problem+json` type, and the fields every problem has (type, title, status, code,
+ * a non-empty detail and the request's id). `field` (one name, or `{ field, where }` with a label
+ * for the failure messages) is a field the problem's `errors` must name, itself or below it
+ * (`features` is named by `features.0`).
+ */
+export function expectProblem(
+  res: LightMyRequestResponse,
+  status: number,
+  code: ErrorCode,
+  field?: string | { field?: string; where?: string },
+): Problem {
+  const { field: named, where } = typeof field === 'string' ? { field } : (field ?? {});
+  const label = (what: string) => (where ? `${where}: ${what}` : what);
+  expect(res.statusCode, label(res.body.slice(0, 600))).toBe(status);
+  expect(res.headers['content-type'], label('content-type')).toMatch(/^application\/problem\+json\b/);
+  const body = res.json() as Problem;
+  expect(body, label(res.body.slice(0, 600))).toMatchObject({
+    type: PROBLEM_TYPE_BASE + code.replaceAll('_', '-'),
+    title: ErrorCodes[code].title,
+    status,
+    code,
+    request_id: res.headers['x-request-id'],
+  });
+  expect(body.detail, label('detail')).toBeTypeOf('string');
+  expect(body.detail.length, label('detail')).toBeGreaterThan(0);
+  if (named !== undefined) {
+    const fields = (body.errors ?? []).map((e) => e.field);
+    expect(
+      fields.some((f) => f === named || f.startsWith(`${named}.`)),
+      label(`${res.body} names ${named}`),
+    ).toBe(true);
+  }
+  return body;
+}
+
+/** Runs `refused` and proves it wrote nothing at all: every table has the rows it had. */
+export async function writesNothing(db: DbHandle, refused: () => Promise<unknown>): Promise<void> {
+  const before = await tableCounts(db);
+  await refused();
+  expect(await tableCounts(db)).toEqual(before);
 }

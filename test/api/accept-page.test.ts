@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createOrg } from '../factories.js';
 import { createTestApp, type TestContext } from '../harness.js';
 
 let t: TestContext;
@@ -8,9 +9,7 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 async function invite(orgName: string, email: string): Promise<string> {
-  const org = (
-    await t.call({ method: 'POST', url: '/api/organizations', payload: { name: orgName } })
-  ).json();
+  const org = await createOrg(t, { name: orgName });
   await t.call({
     method: 'POST',
     url: `/api/organizations/${org.id}/invitations`,

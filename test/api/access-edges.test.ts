@@ -4,7 +4,9 @@ import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { type KyselyPlugin, PostgresQueryCompiler } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROLE_PERMISSIONS, ROLES } from '../../src/lib/authz.js';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import type { PlanKey } from '../../src/modules/plans/plans.catalog.js';
+import { addMember, as, createOrg, createSubOrg, signUp, type User } from '../factories.js';
+import { createTestApp, expectProblem, type TestContext, writesNothing } from '../harness.js';
 
 /**
  * The edges of access (issue 12): who may be added without an invitation, who may resend or
@@ -14,45 +16,8 @@ import { createTestApp, type TestContext, tableCounts } from '../harness.js';
  */
 let t: TestContext;
 const run = randomBytes(3).toString('hex');
-let seq = 0;
-
-interface User {
-  id: string;
-  email: string;
-  token: string;
-}
 
 const op = (opts: InjectOptions) => t.call(opts);
-const as = (token: string, opts: InjectOptions) =>
-  t.app.inject({ ...opts, headers: { authorization: `Bearer ${token}`, ...opts.headers } });
-
-async function signUp(name: string): Promise<User> {
-  const email = `${name}.${run}.${++seq}@edges.test`;
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/api/auth/sign-up/email',
-    payload: { email, password: 'edges-password-1', name },
-  });
-  expect(res.statusCode, res.body).toBe(200);
-  return { id: res.json().user.id, email, token: String(res.headers['set-auth-token']) };
-}
-
-function expectProblem(res: LightMyRequestResponse, status: number, code: string, field?: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code, res.body).toBe(code);
-  if (field)
-    expect(
-      (res.json().errors as Array<{ field: string }>).map((e) => e.field),
-      res.body,
-    ).toContain(field);
-}
-
-async function writesNothing(fn: () => Promise<void>) {
-  const before = await tableCounts(t.db);
-  await fn();
-  expect(await tableCounts(t.db)).toEqual(before);
-}
 
 async function ok(res: Promise<LightMyRequestResponse>, status = 200) {
   const r = await res;
@@ -60,31 +25,12 @@ async function ok(res: Promise<LightMyRequestResponse>, status = 200) {
   return r.json();
 }
 
-async function topOrg(owner: User | undefined, plan = 'business'): Promise<string> {
-  const body = { name: `Edges ${run} ${++seq}` };
-  const created = owner
-    ? await ok(as(owner.token, { method: 'POST', url: '/api/organizations', payload: body }), 201)
-    : await ok(op({ method: 'POST', url: '/api/organizations', payload: body }), 201);
-  await ok(op({ method: 'PUT', url: `/api/organizations/${created.id}/subscription`, payload: { plan } }));
-  return created.id;
-}
+/** A top-level organization's id: created by `owner` (or the operator), on `plan`. */
+const topOrg = async (owner: User | undefined, plan: PlanKey = 'business') =>
+  (await createOrg(t, { by: owner, plan })).id;
 
-async function subOf(parentId: string, by?: User): Promise<string> {
-  const opts: InjectOptions = {
-    method: 'POST',
-    url: `/api/organizations/${parentId}/sub-organizations`,
-    payload: { name: `Edges Sub ${run} ${++seq}` },
-  };
-  return (await ok(by ? as(by.token, opts) : op(opts), 201)).id;
-}
-
-/** The operator adds directly (anyone). */
-async function addMember(orgId: string, user: User, role: string) {
-  await ok(
-    op({ method: 'POST', url: `/api/organizations/${orgId}/members`, payload: { user_id: user.id, role } }),
-    201,
-  );
-}
+/** A sub-organization's id, created by `by` (or the operator). */
+const subOf = async (parentId: string, by?: User) => (await createSubOrg(t, parentId, { by })).id;
 
 async function membersOf(orgId: string): Promise<Record<string, string>> {
   const data = (await ok(op({ method: 'GET', url: `/api/organizations/${orgId}/members?limit=100` })))
@@ -93,7 +39,7 @@ async function membersOf(orgId: string): Promise<Record<string, string>> {
 }
 
 async function personalOf(user: User): Promise<string> {
-  const me = await ok(as(user.token, { method: 'GET', url: '/api/me' }));
+  const me = await ok(as(t, user.token, { method: 'GET', url: '/api/me' }));
   return me.organizations[0].id;
 }
 
@@ -153,16 +99,16 @@ describe('adding a member directly', () => {
   let colleague: User;
 
   beforeAll(async () => {
-    owner = await signUp('owner');
-    colleague = await signUp('colleague');
+    owner = await signUp(t, { name: 'owner' });
+    colleague = await signUp(t, { name: 'colleague' });
     top = await topOrg(owner);
     staff = await subOf(top);
-    await addMember(staff, colleague, 'developer');
+    await addMember(t, staff, colleague, 'developer');
   });
 
   it('adds someone of the same tree whose membership the actor can read', async () => {
     const added = await ok(
-      as(owner.token, {
+      as(t, owner.token, {
         method: 'POST',
         url: `/api/organizations/${top}/members`,
         payload: { email: colleague.email, role: 'manager' },
@@ -173,7 +119,7 @@ describe('adding a member directly', () => {
     // Down the tree too: from the parent into another sub-organization.
     const other = await subOf(top);
     await ok(
-      as(owner.token, {
+      as(t, owner.token, {
         method: 'POST',
         url: `/api/organizations/${other}/members`,
         payload: { user_id: colleague.id, role: 'agent' },
@@ -184,17 +130,17 @@ describe('adding a member directly', () => {
   });
 
   it('answers strangers and unknown accounts alike, 403 invitation_required, writing nothing', async () => {
-    const stranger = await signUp('stranger');
+    const stranger = await signUp(t, { name: 'stranger' });
     const url = `/api/organizations/${top}/members`;
     const answers: Array<Record<string, unknown>> = [];
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const [payload, field] of [
         [{ email: stranger.email, role: 'agent' }, 'email'],
         [{ email: `nobody.${run}@edges.test`, role: 'agent' }, 'email'],
         [{ user_id: stranger.id, role: 'agent' }, 'user_id'],
         [{ user_id: 'usr_00000000000000000000000000', role: 'agent' }, 'user_id'],
       ] as const) {
-        const res = await as(owner.token, { method: 'POST', url, payload });
+        const res = await as(t, owner.token, { method: 'POST', url, payload });
         expectProblem(res, 403, 'invitation_required', field);
         const { request_id: _r, errors: _e, ...rest } = res.json();
         answers.push(rest);
@@ -204,16 +150,16 @@ describe('adding a member directly', () => {
     // Nothing in the answer tells an account that exists from one that does not.
     for (const a of answers) expect(a).toEqual(answers[0]);
     // The operator adds anyone.
-    await addMember(top, stranger, 'agent');
+    await addMember(t, top, stranger, 'agent');
   });
 
   it('does the same work for an account that exists and one that does not', async () => {
     // Response time must not tell them apart either: the database is asked the same statements.
-    const stranger = await signUp('timed-stranger');
+    const stranger = await signUp(t, { name: 'timed-stranger' });
     const url = `/api/organizations/${top}/members`;
     const attempt = (payload: Record<string, string>) =>
       statementsOf((headers) =>
-        as(owner.token, { method: 'POST', url, headers, payload: { ...payload, role: 'agent' } }),
+        as(t, owner.token, { method: 'POST', url, headers, payload: { ...payload, role: 'agent' } }),
       );
     await attempt({ email: `warm.${run}@edges.test` });
     const pairs: Array<[Record<string, string>, Record<string, string>]> = [
@@ -237,15 +183,15 @@ describe('adding a member directly', () => {
   });
 
   it('refuses a sibling sub-organization’s member the actor cannot see', async () => {
-    const siblingAdmin = await signUp('sibling-admin');
+    const siblingAdmin = await signUp(t, { name: 'sibling-admin' });
     const mine = await subOf(top);
     const theirs = await subOf(top);
-    await addMember(mine, siblingAdmin, 'admin');
-    const hidden = await signUp('hidden');
-    await addMember(theirs, hidden, 'developer');
-    await writesNothing(async () =>
+    await addMember(t, mine, siblingAdmin, 'admin');
+    const hidden = await signUp(t, { name: 'hidden' });
+    await addMember(t, theirs, hidden, 'developer');
+    await writesNothing(t.db, async () =>
       expectProblem(
-        await as(siblingAdmin.token, {
+        await as(t, siblingAdmin.token, {
           method: 'POST',
           url: `/api/organizations/${mine}/members`,
           payload: { user_id: hidden.id, role: 'agent' },
@@ -258,7 +204,7 @@ describe('adding a member directly', () => {
   });
 
   it('lists members with status active', async () => {
-    const data = (await ok(as(owner.token, { method: 'GET', url: `/api/organizations/${top}/members` })))
+    const data = (await ok(as(t, owner.token, { method: 'GET', url: `/api/organizations/${top}/members` })))
       .data as Array<{ status: string }>;
     expect(data.length).toBeGreaterThan(0);
     for (const m of data) expect(m.status).toBe('active');
@@ -267,52 +213,58 @@ describe('adding a member directly', () => {
 
 describe('owner invitations', () => {
   it('are resent and revoked only by owners (members:manage_owners)', async () => {
-    const owner = await signUp('inv-owner');
-    const admin = await signUp('inv-admin');
+    const owner = await signUp(t, { name: 'inv-owner' });
+    const admin = await signUp(t, { name: 'inv-admin' });
     const org = await topOrg(owner, 'growth');
-    await addMember(org, admin, 'admin');
+    await addMember(t, org, admin, 'admin');
     const url = `/api/organizations/${org}/invitations`;
     const ownerInvite = await ok(
-      as(owner.token, { method: 'POST', url, payload: { email: `heir.${run}@edges.test`, role: 'owner' } }),
+      as(t, owner.token, {
+        method: 'POST',
+        url,
+        payload: { email: `heir.${run}@edges.test`, role: 'owner' },
+      }),
       201,
     );
     const devInvite = await ok(
-      as(owner.token, {
+      as(t, owner.token, {
         method: 'POST',
         url,
         payload: { email: `dev.${run}@edges.test`, role: 'developer' },
       }),
       201,
     );
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(
-        await as(admin.token, { method: 'POST', url: `${url}/${ownerInvite.id}/resend` }),
+        await as(t, admin.token, { method: 'POST', url: `${url}/${ownerInvite.id}/resend` }),
         403,
         'forbidden',
       );
       expectProblem(
-        await as(admin.token, { method: 'DELETE', url: `${url}/${ownerInvite.id}` }),
+        await as(t, admin.token, { method: 'DELETE', url: `${url}/${ownerInvite.id}` }),
         403,
         'forbidden',
       );
       // Unknown invitations stay 404.
       expectProblem(
-        await as(admin.token, { method: 'POST', url: `${url}/inv_nope/resend` }),
+        await as(t, admin.token, { method: 'POST', url: `${url}/inv_nope/resend` }),
         404,
         'not_found',
       );
     });
     // The admin still manages the others; the owner manages both.
     expect(
-      (await ok(as(admin.token, { method: 'POST', url: `${url}/${devInvite.id}/resend` }))).sent_count,
+      (await ok(as(t, admin.token, { method: 'POST', url: `${url}/${devInvite.id}/resend` }))).sent_count,
     ).toBe(2);
     expect(
-      (await ok(as(owner.token, { method: 'POST', url: `${url}/${ownerInvite.id}/resend` }))).sent_count,
+      (await ok(as(t, owner.token, { method: 'POST', url: `${url}/${ownerInvite.id}/resend` }))).sent_count,
     ).toBe(2);
-    expect((await as(owner.token, { method: 'DELETE', url: `${url}/${ownerInvite.id}` })).statusCode).toBe(
+    expect((await as(t, owner.token, { method: 'DELETE', url: `${url}/${ownerInvite.id}` })).statusCode).toBe(
       204,
     );
-    expect((await as(admin.token, { method: 'DELETE', url: `${url}/${devInvite.id}` })).statusCode).toBe(204);
+    expect((await as(t, admin.token, { method: 'DELETE', url: `${url}/${devInvite.id}` })).statusCode).toBe(
+      204,
+    );
   });
 });
 
@@ -366,7 +318,7 @@ describe('invitations ask each thing once', () => {
     expect((await op({ method: 'DELETE', url })).statusCode).toBe(204);
     const reads = (sqls: string[]) => sqls.filter((q) => /^select .* from "invitations"/.test(q));
     const writes = (sqls: string[]) => sqls.filter((q) => /^update "invitations"/.test(q));
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const resent = await statementsOf((headers) => op({ method: 'POST', url: `${url}/resend`, headers }));
       expectProblem(resent.res, 410, 'invitation_gone');
       expect(resent.res.json().detail).toContain('revoked');
@@ -441,15 +393,15 @@ describe('an agent’s own key', () => {
       `${base}/subscription`,
     ];
     for (const url of refused) {
-      expectProblem(await as(key, { method: 'GET', url }), 403, 'forbidden');
+      expectProblem(await as(t, key, { method: 'GET', url }), 403, 'forbidden');
       // An organization's write key still reads them.
-      expect((await as(orgKey, { method: 'GET', url })).statusCode, url).toBe(200);
+      expect((await as(t, orgKey, { method: 'GET', url })).statusCode, url).toBe(200);
     }
     for (const url of [base, `${base}/balance`, `${base}/features`, `/api/agents/${agent.id}`])
-      expect((await as(key, { method: 'GET', url })).statusCode, url).toBe(200);
+      expect((await as(t, key, { method: 'GET', url })).statusCode, url).toBe(200);
     await ok(op({ method: 'POST', url: `${base}/credits/add`, payload: { amount: '5' } }), 201);
     const usage = await ok(
-      as(key, {
+      as(t, key, {
         method: 'POST',
         url: '/api/usage',
         payload: { events: [{ organization_id: org, credits: '1', idempotency_key: `edges-${run}` }] },
@@ -463,9 +415,9 @@ describe('creating organizations', () => {
   it('needs a signed-in user and no role; a sub-organization needs sub_organizations:manage', async () => {
     // No role carries it: it is asked outside any organization.
     for (const role of ROLES) expect(ROLE_PERMISSIONS[role]).not.toContain('organization:create');
-    const someone = await signUp('creator');
+    const someone = await signUp(t, { name: 'creator' });
     const created = await ok(
-      as(someone.token, { method: 'POST', url: '/api/organizations', payload: { name: `Mine ${run}` } }),
+      as(t, someone.token, { method: 'POST', url: '/api/organizations', payload: { name: `Mine ${run}` } }),
       201,
     );
     expect((await membersOf(created.id))[someone.id]).toBe('owner');
@@ -478,16 +430,16 @@ describe('creating organizations', () => {
       }),
       201,
     );
-    const manager = await signUp('manager');
-    await addMember(top, manager, 'manager');
-    await writesNothing(async () => {
+    const manager = await signUp(t, { name: 'manager' });
+    await addMember(t, top, manager, 'manager');
+    await writesNothing(t.db, async () => {
       expectProblem(
-        await as(key, { method: 'POST', url: '/api/organizations', payload: { name: 'By key' } }),
+        await as(t, key, { method: 'POST', url: '/api/organizations', payload: { name: 'By key' } }),
         403,
         'forbidden',
       );
       expectProblem(
-        await as(manager.token, {
+        await as(t, manager.token, {
           method: 'POST',
           url: `/api/organizations/${top}/sub-organizations`,
           payload: { name: 'By manager' },
@@ -501,10 +453,10 @@ describe('creating organizations', () => {
 
 describe('keeping an organization', () => {
   it('refuses deleting an owner’s only organization (409 last_organization), writing nothing', async () => {
-    const solo = await signUp('solo');
+    const solo = await signUp(t, { name: 'solo' });
     const personal = await personalOf(solo);
-    await writesNothing(async () => {
-      const res = await as(solo.token, { method: 'DELETE', url: `/api/organizations/${personal}` });
+    await writesNothing(t.db, async () => {
+      const res = await as(t, solo.token, { method: 'DELETE', url: `/api/organizations/${personal}` });
       expectProblem(res, 409, 'last_organization');
       expect(res.json().user_ids).toEqual([solo.id]);
       // Not even the operator strands them.
@@ -516,42 +468,43 @@ describe('keeping an organization', () => {
     });
     // With another organization, the personal one can go; then the other is the last.
     const other = await ok(
-      as(solo.token, { method: 'POST', url: '/api/organizations', payload: { name: `Solo Co ${run}` } }),
+      as(t, solo.token, { method: 'POST', url: '/api/organizations', payload: { name: `Solo Co ${run}` } }),
       201,
     );
     expect(
-      (await as(solo.token, { method: 'DELETE', url: `/api/organizations/${personal}` })).statusCode,
+      (await as(t, solo.token, { method: 'DELETE', url: `/api/organizations/${personal}` })).statusCode,
     ).toBe(204);
     expectProblem(
-      await as(solo.token, { method: 'DELETE', url: `/api/organizations/${other.id}` }),
+      await as(t, solo.token, { method: 'DELETE', url: `/api/organizations/${other.id}` }),
       409,
       'last_organization',
     );
   });
 
   it('refuses when it is a co-owner’s only one, and lets nobody leave their only organization', async () => {
-    const a = await signUp('co-a');
-    const b = await signUp('co-b');
+    const a = await signUp(t, { name: 'co-a' });
+    const b = await signUp(t, { name: 'co-b' });
     const shared = await topOrg(a, 'growth');
-    await addMember(shared, b, 'owner');
-    await addMember(shared, await signUp('bystander'), 'developer');
+    await addMember(t, shared, b, 'owner');
+    await addMember(t, shared, await signUp(t, { name: 'bystander' }), 'developer');
     // b gives up their personal organization: `shared` is all they have.
     expect(
-      (await as(b.token, { method: 'DELETE', url: `/api/organizations/${await personalOf(b)}` })).statusCode,
+      (await as(t, b.token, { method: 'DELETE', url: `/api/organizations/${await personalOf(b)}` }))
+        .statusCode,
     ).toBe(204);
-    await writesNothing(async () => {
-      const res = await as(a.token, { method: 'DELETE', url: `/api/organizations/${shared}` });
+    await writesNothing(t.db, async () => {
+      const res = await as(t, a.token, { method: 'DELETE', url: `/api/organizations/${shared}` });
       expectProblem(res, 409, 'last_organization');
       expect(res.json().user_ids).toEqual([b.id]);
       expectProblem(
-        await as(b.token, { method: 'DELETE', url: `/api/organizations/${shared}/members/me` }),
+        await as(t, b.token, { method: 'DELETE', url: `/api/organizations/${shared}/members/me` }),
         409,
         'last_organization',
       );
     });
     // a has their personal organization: they may leave.
     expect(
-      (await as(a.token, { method: 'DELETE', url: `/api/organizations/${shared}/members/me` })).statusCode,
+      (await as(t, a.token, { method: 'DELETE', url: `/api/organizations/${shared}/members/me` })).statusCode,
     ).toBe(204);
   });
 });
@@ -563,14 +516,18 @@ describe('detaching and people', () => {
   let top: string;
 
   beforeAll(async () => {
-    [owner, admin, developer] = [await signUp('d-owner'), await signUp('d-admin'), await signUp('d-dev')];
+    [owner, admin, developer] = [
+      await signUp(t, { name: 'd-owner' }),
+      await signUp(t, { name: 'd-admin' }),
+      await signUp(t, { name: 'd-dev' }),
+    ];
     top = await topOrg(owner);
-    await addMember(top, admin, 'admin');
-    await addMember(top, developer, 'developer');
+    await addMember(t, top, admin, 'admin');
+    await addMember(t, top, developer, 'developer');
   });
 
   const detach = (by: User, child: string, payload: Record<string, unknown> = {}) =>
-    as(by.token, {
+    as(t, by.token, {
       method: 'POST',
       url: `/api/organizations/${top}/sub-organizations/${child}/detach`,
       payload,
@@ -578,10 +535,10 @@ describe('detaching and people', () => {
 
   it('removes the parent side’s owners and admins, keeps its own members, and keeps an owner', async () => {
     const child = await subOf(top, owner);
-    const client = await signUp('client');
-    await addMember(child, client, 'owner');
-    await addMember(child, admin, 'developer');
-    await addMember(child, developer, 'developer');
+    const client = await signUp(t, { name: 'client' });
+    await addMember(t, child, client, 'owner');
+    await addMember(t, child, admin, 'developer');
+    await addMember(t, child, developer, 'developer');
     expect(await membersOf(child)).toEqual({
       [owner.id]: 'owner',
       [client.id]: 'owner',
@@ -594,12 +551,12 @@ describe('detaching and people', () => {
     expect(await membersOf(child)).toEqual({ [client.id]: 'owner', [developer.id]: 'developer' });
     for (const u of [owner, admin])
       expectProblem(
-        await as(u.token, { method: 'GET', url: `/api/organizations/${child}` }),
+        await as(t, u.token, { method: 'GET', url: `/api/organizations/${child}` }),
         404,
         'not_found',
       );
     expect(
-      (await ok(as(client.token, { method: 'GET', url: `/api/organizations/${child}` }))).parent_id,
+      (await ok(as(t, client.token, { method: 'GET', url: `/api/organizations/${child}` }))).parent_id,
     ).toBeNull();
     const audit = (await ok(op({ method: 'GET', url: `/api/organizations/${child}/audit-log?limit=100` })))
       .data as Array<{ action: string; target: { id: string }; changes: Record<string, unknown> }>;
@@ -617,8 +574,8 @@ describe('detaching and people', () => {
 
   it('refuses (409 last_owner) when only the parent side owns it, unless kept; keep_members is checked', async () => {
     const child = await subOf(top, owner);
-    await addMember(child, developer, 'developer');
-    await writesNothing(async () => {
+    await addMember(t, child, developer, 'developer');
+    await writesNothing(t.db, async () => {
       const res = await detach(owner, child);
       expectProblem(res, 409, 'last_owner');
       expect(res.json().user_ids).toEqual([owner.id]);
@@ -646,10 +603,10 @@ describe('detaching and people', () => {
     expect(await membersOf(child)).toEqual({ [owner.id]: 'owner', [developer.id]: 'developer' });
     // Kept as a member: the owner reaches it as its owner, the parent's admin no more.
     expect(
-      (await ok(as(owner.token, { method: 'GET', url: `/api/organizations/${child}` }))).parent_id,
+      (await ok(as(t, owner.token, { method: 'GET', url: `/api/organizations/${child}` }))).parent_id,
     ).toBeNull();
     expectProblem(
-      await as(admin.token, { method: 'GET', url: `/api/organizations/${child}` }),
+      await as(t, admin.token, { method: 'GET', url: `/api/organizations/${child}` }),
       404,
       'not_found',
     );
@@ -662,9 +619,9 @@ describe('who detaches', () => {
   let top: string;
 
   beforeAll(async () => {
-    [owner, admin] = [await signUp('w-owner'), await signUp('w-admin')];
+    [owner, admin] = [await signUp(t, { name: 'w-owner' }), await signUp(t, { name: 'w-admin' })];
     top = await topOrg(owner);
-    await addMember(top, admin, 'admin');
+    await addMember(t, top, admin, 'admin');
   });
 
   const detachUrl = (child: string) => `/api/organizations/${top}/sub-organizations/${child}/detach`;
@@ -681,17 +638,17 @@ describe('who detaches', () => {
     const mine = await subOf(top, admin);
     expect((await membersOf(mine))[admin.id]).toBe('owner');
     await ok(
-      as(admin.token, {
+      as(t, admin.token, {
         method: 'POST',
         url: `/api/organizations/${top}/credits/transfer`,
         payload: { to_organization_id: mine, amount: '100' },
       }),
       201,
     );
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       for (const payload of [{ keep_members: [admin.id] }, { keep_members: [admin.id], plan: 'free' }, {}])
         expectProblem(
-          await as(admin.token, { method: 'POST', url: detachUrl(mine), payload }),
+          await as(t, admin.token, { method: 'POST', url: detachUrl(mine), payload }),
           403,
           'forbidden',
         );
@@ -699,12 +656,12 @@ describe('who detaches', () => {
     // Still below the parent, under its oversight, with the credits.
     expect((await ok(op({ method: 'GET', url: `/api/organizations/${mine}` }))).parent_id).toBe(top);
     expect(await balanceOf(mine)).toBe('100');
-    expect((await ok(as(owner.token, { method: 'GET', url: `/api/organizations/${mine}` }))).parent_id).toBe(
-      top,
-    );
+    expect(
+      (await ok(as(t, owner.token, { method: 'GET', url: `/api/organizations/${mine}` }))).parent_id,
+    ).toBe(top);
     // Handing it out of the tree, admin and balance with it, is the parent's owner's decision.
     const detached = await ok(
-      as(owner.token, { method: 'POST', url: detachUrl(mine), payload: { keep_members: [admin.id] } }),
+      as(t, owner.token, { method: 'POST', url: detachUrl(mine), payload: { keep_members: [admin.id] } }),
     );
     expect(detached).toMatchObject({ id: mine, parent_id: null });
     expect(await membersOf(mine)).toEqual({ [admin.id]: 'owner' });
@@ -715,9 +672,9 @@ describe('who detaches', () => {
     // Made by the operator (no owner), empty, the admin no member of it: still the owners' call.
     const child = await subOf(top);
     expect(await balanceOf(child)).toBe('0');
-    await writesNothing(async () =>
+    await writesNothing(t.db, async () =>
       expectProblem(
-        await as(admin.token, { method: 'POST', url: detachUrl(child), payload: {} }),
+        await as(t, admin.token, { method: 'POST', url: detachUrl(child), payload: {} }),
         403,
         'forbidden',
       ),

@@ -1,5 +1,6 @@
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAgent, createOrg } from '../factories.js';
 import { createTestApp, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
@@ -9,37 +10,19 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 let n = 0;
-async function org(payload: Record<string, unknown> = {}) {
-  return (
-    await t.call({
-      method: 'POST',
-      url: '/api/organizations',
-      payload: { name: `Agency ${++n}`, ...payload },
-    })
-  ).json();
-}
-async function agent(payload: Record<string, unknown>) {
-  const res = await t.call({
-    method: 'POST',
-    url: '/api/agents',
-    payload: { name: `Agent ${++n}`, ...payload },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  return res.json();
-}
 const get = (url: string) => t.call({ method: 'GET', url });
 
 describe('agents', () => {
   it('belong to the internal organization unless given one', async () => {
-    const a = await agent({});
+    const a = await createAgent(t);
     const internal = (await get('/api/organizations/internal')).json();
     expect(a.organization_id).toBe(internal.id);
     expect(a).toMatchObject({ status: 'active', billing_rate: null, currency: 'USD' });
   });
 
   it('bill at their own rate, else their organization’s; null clears, billingRate is the same field', async () => {
-    const o = await org({ billing_rate_per_agent: '99.00', currency: 'EUR' });
-    const a = await agent({ organization_id: o.id });
+    const o = await createOrg(t, { billing_rate_per_agent: '99.00', currency: 'EUR' });
+    const a = await createAgent(t, { organization_id: o.id });
     expect(a).toMatchObject({ billing_rate: null, effective_billing_rate: '99.00', currency: 'EUR' });
     const custom = await t.call({
       method: 'PATCH',
@@ -81,7 +64,7 @@ describe('agents', () => {
   });
 
   it('rejects conflicting billing_rate and billingRate', async () => {
-    const a = await agent({});
+    const a = await createAgent(t);
     const res = await t.call({
       method: 'PATCH',
       url: `/api/agents/${a.id}`,
@@ -92,9 +75,9 @@ describe('agents', () => {
   });
 
   it('move between organizations one at a time, audited in both; unassigning returns them to internal', async () => {
-    const from = await org();
-    const to = await org();
-    const a = await agent({ organization_id: from.id });
+    const from = await createOrg(t);
+    const to = await createOrg(t);
+    const a = await createAgent(t, { organization_id: from.id });
     const moved = await t.call({
       method: 'POST',
       url: `/api/agents/${a.id}/assign-org`,
@@ -134,8 +117,8 @@ describe('agents', () => {
   });
 
   it('keep an organization from being deleted until they are unassigned', async () => {
-    const o = await org();
-    const a = await agent({ organization_id: o.id });
+    const o = await createOrg(t);
+    const a = await createAgent(t, { organization_id: o.id });
     const before = await tableCounts(t.db);
     const refused = await t.call({ method: 'DELETE', url: `/api/organizations/${o.id}` });
     expect(refused.statusCode).toBe(409);
@@ -146,8 +129,8 @@ describe('agents', () => {
   });
 
   it('are deleted softly: gone from the API, their history kept', async () => {
-    const o = await org();
-    const a = await agent({ organization_id: o.id });
+    const o = await createOrg(t);
+    const a = await createAgent(t, { organization_id: o.id });
     expect((await t.call({ method: 'DELETE', url: `/api/agents/${a.id}` })).statusCode).toBe(204);
     expect((await get(`/api/agents/${a.id}`)).statusCode).toBe(404);
     expect((await get(`/api/agents?organization_id=${o.id}`)).json().data).toEqual([]);
@@ -162,9 +145,9 @@ describe('agents', () => {
   });
 
   it('list with pagination and an organization filter, and appear in the export', async () => {
-    const o = await org();
+    const o = await createOrg(t);
     const ids = [];
-    for (let i = 0; i < 5; i++) ids.push((await agent({ organization_id: o.id })).id);
+    for (let i = 0; i < 5; i++) ids.push((await createAgent(t, { organization_id: o.id })).id);
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
@@ -189,8 +172,8 @@ describe('agents', () => {
       return { token: String(res.headers['set-auth-token']), email: res.json().user.email as string };
     };
     const dev = await signUp('dev');
-    const home = await org();
-    const other = await org();
+    const home = await createOrg(t);
+    const other = await createOrg(t);
     await t.call({
       method: 'POST',
       url: `/api/organizations/${home.id}/members`,
@@ -213,7 +196,7 @@ describe('agents', () => {
       payload: { organization_id: other.id },
     });
     expect(refused.statusCode).toBe(403);
-    const hidden = await org();
+    const hidden = await createOrg(t);
     const invisible = await as({
       method: 'POST',
       url: `/api/agents/${a.id}/assign-org`,
@@ -232,15 +215,15 @@ describe('agents', () => {
 
 describe('usage attributed to agents', () => {
   it('counts only in the organization the agent works for', async () => {
-    const home = await org();
-    const elsewhere = await org();
+    const home = await createOrg(t);
+    const elsewhere = await createOrg(t);
     for (const o of [home, elsewhere])
       await t.call({
         method: 'POST',
         url: `/api/organizations/${o.id}/credits/add`,
         payload: { amount: '10' },
       });
-    const a = await agent({ organization_id: home.id });
+    const a = await createAgent(t, { organization_id: home.id });
     const res = await t.call({
       method: 'POST',
       url: '/api/usage',
@@ -264,13 +247,13 @@ describe('usage attributed to agents', () => {
   });
 
   it('stops while the agent’s organization is inactive', async () => {
-    const o = await org();
+    const o = await createOrg(t);
     await t.call({
       method: 'POST',
       url: `/api/organizations/${o.id}/credits/add`,
       payload: { amount: '10' },
     });
-    const a = await agent({ organization_id: o.id });
+    const a = await createAgent(t, { organization_id: o.id });
     await t.call({ method: 'POST', url: `/api/organizations/${o.id}/toggle` });
     const event = (k: string) => ({
       events: [{ organization_id: o.id, agent_id: a.id, credits: '1', idempotency_key: k }],
@@ -285,15 +268,15 @@ describe('usage attributed to agents', () => {
 
 describe('an agent’s own key', () => {
   it('records usage as that agent, follows it between organizations, and dies with it', async () => {
-    const home = await org();
-    const next = await org();
+    const home = await createOrg(t);
+    const next = await createOrg(t);
     for (const o of [home, next])
       await t.call({
         method: 'POST',
         url: `/api/organizations/${o.id}/credits/add`,
         payload: { amount: '10' },
       });
-    const a = await agent({ organization_id: home.id });
+    const a = await createAgent(t, { organization_id: home.id });
     const created = await t.call({
       method: 'POST',
       url: `/api/agents/${a.id}/api-keys`,
@@ -336,7 +319,7 @@ describe('an agent’s own key', () => {
   });
 
   it('keeps metadata from contradicting the event', async () => {
-    const o = await org();
+    const o = await createOrg(t);
     await t.call({
       method: 'POST',
       url: `/api/organizations/${o.id}/credits/add`,

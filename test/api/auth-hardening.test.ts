@@ -1,26 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NEGATIVE_CACHE_MAX } from '../../src/modules/api-keys/api-keys.service.js';
 import { SIGN_IN_FAILURES_PER_ACCOUNT } from '../../src/modules/auth/auth.service.js';
-import { createTestApp, type TestContext } from '../harness.js';
+import { freshAddress, PASSWORD, uniqueEmail } from '../factories.js';
+import { createTestApp, expectProblem, type TestContext } from '../harness.js';
 
-type Res = LightMyRequestResponse;
-
-const PASSWORD = 'correct horse battery';
-const run = randomBytes(3).toString('hex');
-let seq = 0;
-const uniqueEmail = (label: string) => `${label}.${run}.${++seq}@example.test`;
-let addressSeq = 0;
-/** A fresh client address (TEST-NET-3), so that per-address limits never interfere. */
-const freshAddress = () => `203.0.113.${(++addressSeq % 250) + 1}`;
-
-function expectProblem(res: Res, status: number, code: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code).toBe(code);
-}
-
+/** A user signed up from a fresh address; `rawToken` is the session token in the answer's body. */
 async function signUp(t: TestContext, remoteAddress = freshAddress()) {
   const email = uniqueEmail('user');
   const res = await t.app.inject({

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Permission, ROLE_PERMISSIONS, ROLES, type Role } from '../../src/lib/authz.js';
+import { addCredits, addMember, createAgent, createOrg, createTeam, signUp } from '../factories.js';
 import { createTestApp, type TestContext, tableCounts } from '../harness.js';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.js';
 
@@ -23,26 +24,6 @@ let operations: Operation[] = [];
 const rnd = () => randomBytes(4).toString('hex');
 const asOperator = (opts: InjectOptions) => t.call(opts);
 
-async function signUp(name: string): Promise<{ token: string; id: string; email: string }> {
-  const email = `${name}-${rnd()}@walk.test`;
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/api/auth/sign-up/email',
-    payload: { email, password: 'walk-password-1', name },
-  });
-  expect(res.statusCode, res.body).toBe(200);
-  return { token: String(res.headers['set-auth-token']), id: res.json().user.id, email };
-}
-
-async function addMember(org: string, email: string, role: Role) {
-  const res = await asOperator({
-    method: 'POST',
-    url: `/api/organizations/${org}/members`,
-    payload: { email, role },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-}
-
 /** Fresh objects for path parameters, so each call acts on something of its own. */
 const fixtures: Record<string, () => Promise<string>> = {
   id: async () => orgA,
@@ -63,8 +44,8 @@ const fixtures: Record<string, () => Promise<string>> = {
     return id;
   },
   userId: async () => {
-    const u = await signUp('victim');
-    await addMember(orgA, u.email, 'agent');
+    const u = await signUp(t, { name: 'victim' });
+    await addMember(t, orgA, { email: u.email }, 'agent');
     return u.id;
   },
   keyId: async () =>
@@ -124,15 +105,15 @@ async function bodyFor(op: Operation): Promise<Record<string, unknown> | undefin
     case 'POST /api/organizations/{id}/members': {
       // Someone of the organization's tree (a member of a sub-organization, which its owners
       // and admins oversee): anyone else must be invited.
-      const u = await signUp('joiner');
-      await addMember(await (fixtures.subId as () => Promise<string>)(), u.email, 'agent');
+      const u = await signUp(t, { name: 'joiner' });
+      await addMember(t, await (fixtures.subId as () => Promise<string>)(), { email: u.email }, 'agent');
       return { email: u.email, role: 'agent' };
     }
     case 'PATCH /api/organizations/{id}/members/{userId}':
       return { role: 'developer' };
     case 'POST /api/organizations/{id}/transfer-ownership': {
-      const u = await signUp('heir');
-      await addMember(orgA, u.email, 'agent');
+      const u = await signUp(t, { name: 'heir' });
+      await addMember(t, orgA, { email: u.email }, 'agent');
       return { user_id: u.id };
     }
     case 'POST /api/organizations/{id}/api-keys':
@@ -201,31 +182,13 @@ async function request(op: Operation, token: string) {
   return { res, before };
 }
 
-async function newAgent(): Promise<string> {
-  return (
-    await asOperator({
-      method: 'POST',
-      url: '/api/agents',
-      payload: { name: 'Walker', organization_id: orgA },
-    })
-  ).json().id;
-}
+const newAgent = async () => (await createAgent(t, { name: 'Walker', organization_id: orgA })).id;
 
-async function newTeam(): Promise<string> {
-  return (
-    await asOperator({
-      method: 'POST',
-      url: '/api/teams',
-      payload: { name: 'Walkers', organization_id: orgA },
-    })
-  ).json().id;
-}
+const newTeam = async () => (await createTeam(t, { name: 'Walkers', organization_id: orgA })).id;
 
 async function freshOrganization(): Promise<string> {
-  const id = (
-    await asOperator({ method: 'POST', url: '/api/organizations', payload: { name: 'Walk Doomed' } })
-  ).json().id;
-  for (const role of ROLES) await addMember(id, emails.get(role) as string, role);
+  const { id } = await createOrg(t, { name: 'Walk Doomed' });
+  for (const role of ROLES) await addMember(t, id, { email: emails.get(role) as string }, role);
   return id;
 }
 
@@ -237,16 +200,7 @@ async function unchanged(before: Record<string, number>, label: string) {
 const LAST = ['POST /api/organizations/{id}/transfer-ownership'];
 
 /** An Enterprise organization: every feature and no limits, so each route reaches its own rules. */
-async function enterpriseOrganization(name: string): Promise<string> {
-  const id = (await asOperator({ method: 'POST', url: '/api/organizations', payload: { name } })).json().id;
-  const up = await asOperator({
-    method: 'PUT',
-    url: `/api/organizations/${id}/subscription`,
-    payload: { plan: 'enterprise' },
-  });
-  expect(up.statusCode, up.body).toBe(200);
-  return id;
-}
+const enterpriseOrganization = async (name: string) => (await createOrg(t, { name, plan: 'enterprise' })).id;
 
 beforeAll(async () => {
   dns = await startDnsServer();
@@ -255,19 +209,15 @@ beforeAll(async () => {
   t = await createTestApp({ dnsServers: [dns.address], planChanges: 'owners' });
   orgA = await enterpriseOrganization('Walk Target');
   orgT = await transferTarget();
-  await asOperator({
-    method: 'POST',
-    url: `/api/organizations/${orgA}/credits/add`,
-    payload: { amount: '1000' },
-  });
+  await addCredits(t, orgA, '1000');
   for (const role of ROLES) {
-    const u = await signUp(role);
+    const u = await signUp(t, { name: role });
     tokens.set(role, u.token);
     emails.set(role, u.email);
-    await addMember(orgA, u.email, role);
-    await addMember(orgT, u.email, 'agent');
+    await addMember(t, orgA, { email: u.email }, role);
+    await addMember(t, orgT, { email: u.email }, 'agent');
   }
-  tokens.set('outsider', (await signUp('outsider')).token);
+  tokens.set('outsider', (await signUp(t, { name: 'outsider' })).token);
   const doc = (await asOperator({ method: 'GET', url: '/openapi.json' })).json();
   for (const [path, methods] of Object.entries(
     doc.paths as Record<string, Record<string, { 'x-permissions'?: Operation['requirement'] }>>,
@@ -366,11 +316,7 @@ async function transferTarget(): Promise<string> {
 /** The owner ran transfer-ownership last (becoming admin): give the next roles a fresh organization. */
 async function restoreOwner() {
   orgA = await enterpriseOrganization('Walk Target');
-  await asOperator({
-    method: 'POST',
-    url: `/api/organizations/${orgA}/credits/add`,
-    payload: { amount: '1000' },
-  });
-  for (const role of ROLES) await addMember(orgA, emails.get(role) as string, role);
+  await addCredits(t, orgA, '1000');
+  for (const role of ROLES) await addMember(t, orgA, { email: emails.get(role) as string }, role);
   orgT = await transferTarget();
 }

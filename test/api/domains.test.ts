@@ -1,7 +1,8 @@
 import { createSocket } from 'node:dgram';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { addMember, type Call, createOrg, readAuditLog, signUp } from '../factories.js';
+import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.js';
 
 /**
@@ -21,16 +22,7 @@ afterAll(async () => {
   await dns?.close();
 });
 
-const PASSWORD = 'domains-password-1';
 let n = 0;
-
-type Call = (opts: InjectOptions) => Promise<LightMyRequestResponse>;
-
-interface User {
-  id: string;
-  email: string;
-  call: Call;
-}
 
 interface Domain {
   id: string;
@@ -41,42 +33,6 @@ interface Domain {
   verified_at: string | null;
   last_checked_at: string | null;
   created_at: string;
-}
-
-async function signUp(ctx: TestContext, name: string): Promise<User> {
-  const email = `${name.toLowerCase().replace(/\W+/g, '-')}-${++n}@domains.test`;
-  const res = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/auth/sign-up/email',
-    payload: { email, password: PASSWORD, name },
-  });
-  expect(res.statusCode, res.body).toBe(200);
-  const token = String(res.headers['set-auth-token']);
-  return {
-    id: res.json().user.id,
-    email,
-    call: (opts) =>
-      ctx.app.inject({ ...opts, headers: { ...opts.headers, authorization: `Bearer ${token}` } }),
-  };
-}
-
-/** An organization the operator creates and puts on `plan`. */
-async function org(plan = 'business', ctx: TestContext = t): Promise<{ id: string; name: string }> {
-  const res = await ctx.call({
-    method: 'POST',
-    url: '/api/organizations',
-    payload: { name: `Domained ${++n}` },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  if (plan !== 'free') {
-    const up = await ctx.call({
-      method: 'PUT',
-      url: `/api/organizations/${res.json().id}/subscription`,
-      payload: { plan },
-    });
-    expect(up.statusCode, up.body).toBe(200);
-  }
-  return res.json();
 }
 
 /** A domain name nobody else in this file uses. */
@@ -118,25 +74,14 @@ async function verified(orgId: string, d: Domain): Promise<Domain> {
   return res.json();
 }
 
-function expectProblem(res: LightMyRequestResponse, status: number, code: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/application\/problem\+json/);
-  expect(res.json().code).toBe(code);
-  return res.json();
-}
-
-async function auditActions(orgId: string): Promise<string[]> {
-  const res = await t.call({ method: 'GET', url: `/api/organizations/${orgId}/audit-log?limit=100` });
-  expect(res.statusCode, res.body).toBe(200);
-  return res.json().data.map((e: { action: string }) => e.action);
-}
+const auditActions = async (orgId: string) => (await readAuditLog(t, orgId)).map((e) => e.action);
 
 // ---------------------------------------------------------------------------------------------
 
 describe('adding a domain', () => {
   it('needs custom_domains: Free and Growth answer 403 feature_not_enabled, writing nothing', async () => {
-    for (const plan of ['free', 'growth']) {
-      const o = await org(plan);
+    for (const plan of ['free', 'growth'] as const) {
+      const o = await createOrg(t, { plan });
       const before = await tableCounts(t.db);
       const res = await addDomain(o.id, fresh());
       expect(expectProblem(res, 403, 'feature_not_enabled')).toMatchObject({
@@ -150,7 +95,7 @@ describe('adding a domain', () => {
   });
 
   it('on Business answers 201 pending with the TXT record to publish', async () => {
-    const o = await org('business');
+    const o = await createOrg(t, { plan: 'business' });
     const name = fresh('agents');
     const res = await addDomain(o.id, name.toUpperCase());
     expect(res.statusCode, res.body).toBe(201);
@@ -176,7 +121,7 @@ describe('adding a domain', () => {
   });
 
   it('answers 409 domain_taken for a domain the organization already lists, in any spelling', async () => {
-    const o = await org('business');
+    const o = await createOrg(t, { plan: 'business' });
     const name = fresh('dup');
     await added(o.id, name);
     const before = await tableCounts(t.db);
@@ -205,7 +150,7 @@ describe('adding a domain', () => {
     [`${'abcdefghi.'.repeat(26)}com`],
     [''],
   ])('rejects %j with 400 naming domain, writing nothing', async (domain) => {
-    const o = await org('business');
+    const o = await createOrg(t, { plan: 'business' });
     const before = await tableCounts(t.db);
     const res = await addDomain(o.id, domain);
     expectProblem(res, 400, 'validation_failed');
@@ -214,7 +159,7 @@ describe('adding a domain', () => {
   });
 
   it('rejects a missing domain or an unknown field with 400 naming it', async () => {
-    const o = await org('business');
+    const o = await createOrg(t, { plan: 'business' });
     const before = await tableCounts(t.db);
     for (const [payload, field] of [
       [{}, 'domain'],
@@ -231,7 +176,7 @@ describe('adding a domain', () => {
 
 describe('verifying a domain', () => {
   it('answers 409 domain_not_verified with the expected record until it is published, writing nothing', async () => {
-    const o = await org('business');
+    const o = await createOrg(t, { plan: 'business' });
     const d = await added(o.id, fresh('proof'));
 
     // No record at all (NXDOMAIN), then only unrelated or wrong records.
@@ -272,15 +217,15 @@ describe('verifying a domain', () => {
   });
 
   it('accepts the record with surrounding whitespace, among other records', async () => {
-    const o = await org('business');
+    const o = await createOrg(t, { plan: 'business' });
     const d = await added(o.id, fresh('spaced'));
     dns.setTxt(d.verification.name, ['google-site-verification=abc', ` ${d.verification.value} `]);
     await verified(o.id, d);
   });
 
   it('lets only one organization hold a domain verified; deleting it lets another verify', async () => {
-    const a = await org('business');
-    const b = await org('business');
+    const a = await createOrg(t, { plan: 'business' });
+    const b = await createOrg(t, { plan: 'business' });
     const name = fresh('contested');
     const da = await added(a.id, name);
     // While A's is only pending, B may list the same domain too.
@@ -300,7 +245,7 @@ describe('verifying a domain', () => {
     expect((await list(b.id))[0]).toMatchObject({ id: db.id, status: 'pending', verified_at: null });
 
     // A third organization cannot even add it.
-    const c = await org('business');
+    const c = await createOrg(t, { plan: 'business' });
     before = await tableCounts(t.db);
     for (const spelling of [name, name.toUpperCase(), `${name}.`])
       expectProblem(await addDomain(c.id, spelling), 409, 'domain_taken');
@@ -324,8 +269,8 @@ describe('verifying a domain', () => {
   });
 
   it('under concurrent verification by two organizations lets exactly one win', async () => {
-    const a = await org('business');
-    const b = await org('business');
+    const a = await createOrg(t, { plan: 'business' });
+    const b = await createOrg(t, { plan: 'business' });
     const name = fresh('race');
     const da = await added(a.id, name);
     const db = await added(b.id, name);
@@ -340,7 +285,7 @@ describe('verifying a domain', () => {
   });
 
   it('answers 404 for an unknown domain id', async () => {
-    const o = await org('business');
+    const o = await createOrg(t, { plan: 'business' });
     expectProblem(await verify(o.id, 'dom_00000000000000000000000000'), 404, 'not_found');
     expectProblem(await remove(o.id, 'dom_00000000000000000000000000'), 404, 'not_found');
   });
@@ -348,8 +293,8 @@ describe('verifying a domain', () => {
 
 describe('a deleted organization', () => {
   it('frees its verified domain for another organization', async () => {
-    const doomed = await org('business');
-    const heir = await org('business');
+    const doomed = await createOrg(t, { plan: 'business' });
+    const heir = await createOrg(t, { plan: 'business' });
     const name = fresh('inherited');
     const d = await added(doomed.id, name);
     publish(d);
@@ -380,7 +325,7 @@ describe('when DNS cannot be reached', () => {
   afterAll(() => dead?.close());
 
   it('answers 503 dns_unavailable and writes nothing; the domain stays pending', async () => {
-    const o = await org('business', dead);
+    const o = await createOrg(dead, { plan: 'business' });
     const d = await added(o.id, fresh('offline'), dead);
     const before = await tableCounts(dead.db);
     const res = await verify(o.id, d.id, dead.call);
@@ -393,22 +338,17 @@ describe('when DNS cannot be reached', () => {
 
 describe('permissions', () => {
   it('lets a developer or manager list but not add, verify or remove (403); an outsider gets 404', async () => {
-    const o = await org('business');
+    const o = await createOrg(t, { plan: 'business' });
     const d = await added(o.id, fresh('guarded'));
     publish(d);
-    const dev = await signUp(t, 'Domain Developer');
-    const manager = await signUp(t, 'Domain Manager');
-    const outsider = await signUp(t, 'Domain Outsider');
+    const dev = await signUp(t, { name: 'Domain Developer' });
+    const manager = await signUp(t, { name: 'Domain Manager' });
+    const outsider = await signUp(t, { name: 'Domain Outsider' });
     for (const [u, role] of [
       [dev, 'developer'],
       [manager, 'manager'],
     ] as const) {
-      const res = await t.call({
-        method: 'POST',
-        url: `/api/organizations/${o.id}/members`,
-        payload: { email: u.email, role },
-      });
-      expect(res.statusCode, res.body).toBe(201);
+      await addMember(t, o.id, { email: u.email }, role);
     }
 
     expect(await list(o.id, dev.call)).toEqual([d]);
@@ -427,8 +367,7 @@ describe('permissions', () => {
     ] as const)
       for (const req of requests) {
         const res = await user.call(req);
-        expect(res.statusCode, `${user.email} ${req.method} ${req.url}: ${res.body}`).toBe(status);
-        expect(res.json().code).toBe(code);
+        expectProblem(res, status, code, { where: `${user.email} ${req.method} ${req.url}` });
       }
     expectProblem(
       await outsider.call({ method: 'GET', url: `/api/organizations/${o.id}/domains` }),
@@ -439,13 +378,8 @@ describe('permissions', () => {
     expect(await list(o.id)).toEqual([d]);
 
     // An admin may.
-    const admin = await signUp(t, 'Domain Admin');
-    const res = await t.call({
-      method: 'POST',
-      url: `/api/organizations/${o.id}/members`,
-      payload: { email: admin.email, role: 'admin' },
-    });
-    expect(res.statusCode, res.body).toBe(201);
+    const admin = await signUp(t, { name: 'Domain Admin' });
+    await addMember(t, o.id, { email: admin.email }, 'admin');
     const v = await verify(o.id, d.id, admin.call);
     expect(v.statusCode, v.body).toBe(200);
     expect((await addDomain(o.id, fresh('by-admin'), admin.call)).statusCode).toBe(201);

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerOp } from '../../src/modules/ledger/ledger.book.js';
 import { CREDITS, SYSTEM } from '../../src/modules/ledger/ledger.core.js';
 import { applied, asError } from '../../src/modules/ledger/ledger.outcome.js';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { createApiKey, createFundedOrg } from '../factories.js';
+import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
 beforeAll(async () => {
@@ -17,37 +18,18 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-let seq = 0;
-async function fundedOrg(amount = '1000') {
-  const res = await t.call({ method: 'POST', url: '/api/organizations', payload: { name: `Hard ${++seq}` } });
-  expect(res.statusCode, res.body).toBe(201);
-  const id = res.json().id as string;
-  const added = await t.call({
-    method: 'POST',
-    url: `/api/organizations/${id}/credits/add`,
-    payload: { amount },
-  });
-  expect(added.statusCode, added.body).toBe(201);
-  return id;
-}
+/** A funded organization's id. */
+const fundedOrg = async (amount = '1000') => (await createFundedOrg(t, amount)).id;
 
-async function writeKey(org: string) {
-  const res = await t.call({
-    method: 'POST',
-    url: `/api/organizations/${org}/api-keys`,
-    payload: { name: 'writer', scopes: ['write'] },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  return res.json().key as string;
-}
+/** A write key's secret. */
+const writeKey = async (org: string) =>
+  (await createApiKey(t, org, { name: 'writer', scopes: ['write'] })).key;
 
+/** A 400 validation_failed problem naming `field`, and nothing else. */
 function expectValidation(res: LightMyRequestResponse, field: string, message?: RegExp) {
-  expect(res.statusCode, res.body).toBe(400);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  const body = res.json();
-  expect(body.code).toBe('validation_failed');
+  const body = expectProblem(res, 400, 'validation_failed');
   expect(body.errors).toEqual([expect.objectContaining({ field })]);
-  if (message) expect(body.errors[0].message).toMatch(message);
+  if (message) expect(body.errors?.[0]?.message).toMatch(message);
 }
 
 const nested = (levels: number) => `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`;

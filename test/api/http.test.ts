@@ -1,8 +1,7 @@
 import type { HTTPMethods, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ID_PATTERN } from '../../src/lib/ids.js';
-import { type ErrorCode, ErrorCodes, PROBLEM_TYPE_BASE } from '../../src/lib/problem.js';
-import { ADMIN_TOKEN, createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { ADMIN_TOKEN, createTestApp, expectProblem, type TestContext, writesNothing } from '../harness.js';
 
 let t: TestContext;
 beforeAll(async () => {
@@ -32,28 +31,6 @@ async function raw(opts: InjectOptions) {
 }
 
 /** A complete RFC 9457 problem with our `code` and `request_id`. */
-function expectProblem(res: LightMyRequestResponse, status: number, code: ErrorCode) {
-  expect(res.statusCode, res.body.slice(0, 500)).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json\b/);
-  const body = res.json();
-  expect(body).toMatchObject({
-    type: PROBLEM_TYPE_BASE + code.replaceAll('_', '-'),
-    title: ErrorCodes[code].title,
-    status,
-    code,
-    request_id: res.headers['x-request-id'],
-  });
-  expect(body.detail).toBeTypeOf('string');
-  expect(body.detail.length).toBeGreaterThan(0);
-  return body;
-}
-
-/** Runs `fn` and proves that no table changed. */
-async function writesNothing(fn: () => Promise<void>) {
-  const before = await tableCounts(t.db);
-  await fn();
-  expect(await tableCounts(t.db)).toEqual(before);
-}
 
 const createJson = (payload: string, headers: Record<string, string> = {}): InjectOptions => ({
   method: 'POST',
@@ -69,14 +46,14 @@ describe('authentication', () => {
   }
 
   it('rejects a missing token', async () => {
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectUnauthenticated(await raw({ method: 'GET', url: '/api/organizations' }));
       expectUnauthenticated(await raw(createJson('{"name":"Nope"}')));
     });
   });
 
   it('rejects a wrong token', async () => {
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const headers = { authorization: 'Bearer not-the-operator-token-at-all' };
       expectUnauthenticated(await raw({ method: 'GET', url: '/api/organizations', headers }));
       expectUnauthenticated(await raw(createJson('{"name":"Nope"}', headers)));
@@ -96,7 +73,7 @@ describe('authentication', () => {
     [`Bearer ${ADMIN_TOKEN} extra`],
     [`Token ${ADMIN_TOKEN}`],
   ])('rejects the malformed header %j', async (authorization) => {
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectUnauthenticated(
         await raw({ method: 'GET', url: '/api/organizations', headers: { authorization } }),
       );
@@ -137,13 +114,13 @@ describe('routing and bodies', () => {
     ['not JSON', 'name=a'],
     ['two documents', '{"name":"a"}{"name":"b"}'],
   ])('rejects bad JSON (%s) with 400 invalid_json', async (_label, payload) => {
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       expectProblem(await call(createJson(payload)), 400, 'invalid_json');
     });
   });
 
   it('rejects a body over 1 MiB with 413 payload_too_large', async () => {
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const payload = JSON.stringify({ name: 'x'.repeat(ONE_MIB) });
       expect(payload.length).toBeGreaterThan(ONE_MIB);
       expectProblem(await call(createJson(payload)), 413, 'payload_too_large');
@@ -157,7 +134,7 @@ describe('routing and bodies', () => {
   });
 
   it('reads a body just under 1 MiB (and then validates it)', async () => {
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const payload = JSON.stringify({ name: 'x'.repeat(ONE_MIB - 100) });
       expect(payload.length).toBeLessThan(ONE_MIB);
       const body = expectProblem(await call(createJson(payload)), 400, 'validation_failed');
@@ -176,14 +153,14 @@ describe('routing and bodies', () => {
     ['application/xml', '<name>Xml</name>'],
     ['application/jsonx', '{"name":"Jsonx"}'],
   ])('rejects a %s body with 415 unsupported_media_type', async (contentType, payload) => {
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const res = await call({ ...createJson(payload), headers: { 'content-type': contentType } });
       expectProblem(res, 415, 'unsupported_media_type');
     });
   });
 
   it('rejects a body without a content type with 415', async () => {
-    await writesNothing(async () => {
+    await writesNothing(t.db, async () => {
       const res = await call({
         method: 'POST',
         url: '/api/organizations',

@@ -1,12 +1,20 @@
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { InjectOptions } from 'fastify';
 import { sql } from 'kysely';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createPostgresDb } from '../../src/db/client.js';
 import { migrate } from '../../src/db/migrate.js';
+import {
+  type User as AccountUser,
+  addMember,
+  as,
+  createOrg,
+  readMe,
+  signUp as signUpUser,
+} from '../factories.js';
 import {
   ADMIN_TOKEN,
   createScratchDatabase,
@@ -146,67 +154,16 @@ function tokenOf(mail: Mail): string {
 
 const PASSWORD = 'correct-horse-battery';
 
-interface User {
-  id: string;
-  email: string;
-  token: string;
+interface User extends AccountUser {
   personalOrgId: string;
-  call: (opts: InjectOptions) => Promise<LightMyRequestResponse>;
 }
 
-function as(ctx: TestContext, token: string) {
-  return (opts: InjectOptions) =>
-    ctx.app.inject({ ...opts, headers: { ...opts.headers, authorization: `Bearer ${token}` } });
-}
-
+/** A user signed up with `email` and `name`, with the one (personal) organization they start with. */
 async function signUp(ctx: TestContext, email: string, name: string): Promise<User> {
-  const res = await ctx.app.inject({
-    method: 'POST',
-    url: '/api/auth/sign-up/email',
-    payload: { email, password: PASSWORD, name },
-  });
-  expect(res.statusCode, res.body).toBe(200);
-  const token = res.headers['set-auth-token'];
-  expect(typeof token).toBe('string');
-  const call = as(ctx, token as string);
-  const me = await call({ method: 'GET', url: '/api/me' });
-  expect(me.statusCode, me.body).toBe(200);
-  const body = me.json();
-  expect(body.organizations).toHaveLength(1);
-  return {
-    id: body.user.id,
-    email: body.user.email,
-    token: token as string,
-    personalOrgId: body.organizations[0].id,
-    call,
-  };
-}
-
-async function createOrg(
-  user: User,
-  name: string,
-  on: TestContext = t,
-): Promise<{ id: string; name: string }> {
-  const res = await user.call({ method: 'POST', url: '/api/organizations', payload: { name } });
-  expect(res.statusCode, res.body).toBe(201);
-  // Room for more members than the Free plan allows.
-  const up = await on.call({
-    method: 'PUT',
-    url: `/api/organizations/${res.json().id}/subscription`,
-    payload: { plan: 'growth' },
-  });
-  expect(up.statusCode, up.body).toBe(200);
-  return res.json();
-}
-
-/** The operator adds directly: users add only people already in the organization's tree. */
-async function addMember(_owner: User, orgId: string, email: string, role: string) {
-  const res = await t.call({
-    method: 'POST',
-    url: `/api/organizations/${orgId}/members`,
-    payload: { email, role },
-  });
-  expect(res.statusCode, res.body).toBe(201);
+  const user = await signUpUser(ctx, { email, name, password: PASSWORD });
+  const me = await readMe(ctx, user);
+  expect(me.organizations).toHaveLength(1);
+  return { ...user, email: me.user.email, personalOrgId: me.organizations[0]?.id as string };
 }
 
 function invite(user: User, orgId: string, payload: unknown) {
@@ -256,7 +213,7 @@ describe('an invitation, from the mail to a new account', () => {
 
   it('sends a branded mail over SMTP and answers 201 with a pending, 7-day invitation', async () => {
     owner = await signUp(t, 'ada@person.test', 'Ada Owner');
-    org = await createOrg(owner, 'Zoë Robotics');
+    org = await createOrg(t, { by: owner, name: 'Zoë Robotics', plan: 'growth' });
     await sql`update organizations set branding = '{"logo_url":"https://cdn.test/logo.png","primary_color":"#ff0066"}'
       where id = ${org.id}`.execute(t.db.db);
 
@@ -355,7 +312,7 @@ describe('an invitation, from the mail to a new account', () => {
     expect(res.json()).toMatchObject({ organization_id: org.id, role: 'developer' });
     invitee = res.json().user_id;
 
-    const me = await as(t, session as string)({ method: 'GET', url: '/api/me' });
+    const me = await as(t, session as string, { method: 'GET', url: '/api/me' });
     expect(me.statusCode, me.body).toBe(200);
     const body = me.json();
     expect(body.user).toMatchObject({ id: invitee, email: 'new@person.test', name: 'New Person' });
@@ -401,7 +358,7 @@ describe('accepting, revoking, expiring, resending; who may invite whom', () => 
 
   beforeAll(async () => {
     owner = await signUp(t, 'olu@person.test', 'Olu Owner');
-    org = await createOrg(owner, 'Acme Agents');
+    org = await createOrg(t, { by: owner, name: 'Acme Agents', plan: 'growth' });
   });
 
   async function inviteOk(email: string, role = 'developer', by: User = owner) {
@@ -563,7 +520,7 @@ describe('accepting, revoking, expiring, resending; who may invite whom', () => 
 
   it('answers 409 already_member for a member who signed up with a mixed-case email', async () => {
     const member = await signUp(t, 'Member.Case@Person.test', 'Member Case');
-    await addMember(owner, org.id, 'member.case@person.test', 'developer');
+    await addMember(t, org.id, { email: 'member.case@person.test' }, 'developer');
     const before = await tableCounts(t.db);
     for (const email of ['member.case@person.test', 'Member.Case@Person.test']) {
       const res = await invite(owner, org.id, { email, role: 'agent' });
@@ -590,7 +547,7 @@ describe('accepting, revoking, expiring, resending; who may invite whom', () => 
   });
 
   it('does not let a link join an organization deleted since it was sent', async () => {
-    const doomed = await createOrg(owner, 'Doomed Dynamics');
+    const doomed = await createOrg(t, { by: owner, name: 'Doomed Dynamics', plan: 'growth' });
     const res = await invite(owner, doomed.id, { email: 'orphan@person.test', role: 'developer' });
     expect(res.statusCode, res.body).toBe(201);
     const token = tokenOf(await lastMailTo('orphan@person.test'));
@@ -611,7 +568,7 @@ describe('accepting, revoking, expiring, resending; who may invite whom', () => 
 
   it('refuses a developer (403) and another organization’s user (404)', async () => {
     const dev = await signUp(t, 'dev@person.test', 'Dev Eloper');
-    await addMember(owner, org.id, dev.email, 'developer');
+    await addMember(t, org.id, { email: dev.email }, 'developer');
     const stranger = await signUp(t, 'stranger@person.test', 'Stranger');
     const { invitation } = await inviteOk('target@person.test');
     const before = await tableCounts(t.db);
@@ -639,7 +596,7 @@ describe('accepting, revoking, expiring, resending; who may invite whom', () => 
 
   it('lets only an owner invite an owner', async () => {
     const admin = await signUp(t, 'admin@person.test', 'Ad Min');
-    await addMember(owner, org.id, admin.email, 'admin');
+    await addMember(t, org.id, { email: admin.email }, 'admin');
     const before = await tableCounts(t.db);
     const refused = await invite(admin, org.id, { email: 'boss@person.test', role: 'owner' });
     expect(refused.statusCode, refused.body).toBe(403);
@@ -692,7 +649,7 @@ describe('without SMTP: the embedded mailbox', () => {
 
   it('keeps the mail in GET /api/dev/mailbox for the operator only', async () => {
     const owner = await signUp(m, 'box@person.test', 'Box Owner');
-    const org = await createOrg(owner, 'Mailbox Makers', m);
+    const org = await createOrg(m, { by: owner, name: 'Mailbox Makers', plan: 'growth' });
     const res = await invite(owner, org.id, { email: 'boxed@person.test', role: 'agent' });
     expect(res.statusCode, res.body).toBe(201);
     expect(mailsTo('boxed@person.test')).toHaveLength(0);
@@ -741,7 +698,7 @@ describe('without SMTP: the embedded mailbox', () => {
                 app.inject({ ...opts, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...opts.headers } }),
             } as TestContext;
             const owner = await signUp(ctx, 'cli-owner@person.test', 'Cli Owner');
-            const org = await createOrg(owner, 'Command Line Co', ctx);
+            const org = await createOrg(ctx, { by: owner, name: 'Command Line Co', plan: 'growth' });
             const res = await invite(owner, org.id, { email: 'cli@person.test', role: 'developer' });
             expect(res.statusCode, res.body).toBe(201);
           } finally {

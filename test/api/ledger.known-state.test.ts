@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createPostgresDb } from '../../src/db/client.js';
 import { pgArray } from '../../src/db/pg-array.js';
+import { createFundedOrg } from '../factories.js';
 import { ADMIN_TOKEN, createTestApp, onPostgres, type TestContext } from '../harness.js';
 
 let t: TestContext;
@@ -18,19 +19,8 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-let seq = 0;
-async function fundedOrg(amount: string): Promise<string> {
-  const org = (
-    await t.call({ method: 'POST', url: '/api/organizations', payload: { name: `Known ${++seq}` } })
-  ).json().id as string;
-  const res = await t.call({
-    method: 'POST',
-    url: `/api/organizations/${org}/credits/add`,
-    payload: { amount },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  return org;
-}
+/** A funded organization's id. */
+const fundedOrg = async (amount: string) => (await createFundedOrg(t, amount)).id;
 
 const deduct = (org: string, amount: string, key?: string) =>
   t.call({

@@ -11,7 +11,8 @@ import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatAmount, parseAmount } from '../../src/lib/money.js';
-import { createTestApp, type TestContext } from '../harness.js';
+import { createOrg } from '../factories.js';
+import { createTestApp, expectProblem, type TestContext } from '../harness.js';
 
 let t: TestContext;
 const orgIds: string[] = [];
@@ -22,11 +23,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-async function newOrg(name: string): Promise<string> {
-  const res = await t.call({ method: 'POST', url: '/api/organizations', payload: { name } });
-  expect(res.statusCode, res.body).toBe(201);
-  return res.json().id as string;
-}
+const newOrg = async (name: string) => (await createOrg(t, { name })).id;
 
 // ---------------------------------------------------------------------------------------------
 // Model
@@ -149,12 +146,6 @@ function send(method: 'POST' | 'PATCH', url: string, payload?: Payload, key?: st
     ...(payload === undefined ? {} : { payload }),
     headers: key === undefined ? {} : { 'idempotency-key': key },
   });
-}
-
-function expectProblem(res: LightMyRequestResponse, status: number, code: string, where: string) {
-  expect(res.statusCode, `${where}: ${res.body}`).toBe(status);
-  expect(res.headers['content-type'], where).toMatch(/^application\/problem\+json/);
-  expect(res.json().code, where).toBe(code);
 }
 
 /** Every organization's balance equals the model, and the whole ledger verifies. */
@@ -288,7 +279,7 @@ async function exec(m: Model, c: Cmd): Promise<boolean[]> {
         });
         outcomes.push(true);
       } else {
-        expectProblem(res, 402, 'insufficient_credits', where);
+        expectProblem(res, 402, 'insufficient_credits', { where });
         outcomes.push(false);
       }
       remember(url, payload, key, c.org % m.orgs.length, res);
@@ -316,7 +307,7 @@ async function exec(m: Model, c: Cmd): Promise<boolean[]> {
         m.holds.push({ id: hold.id, org: c.org % m.orgs.length, amount, status: 'active' });
         outcomes.push(true);
       } else {
-        expectProblem(res, 402, 'insufficient_credits', where);
+        expectProblem(res, 402, 'insufficient_credits', { where });
         outcomes.push(false);
       }
       remember(url, payload, key, c.org % m.orgs.length, res);
@@ -337,9 +328,9 @@ async function exec(m: Model, c: Cmd): Promise<boolean[]> {
       const key = c.keyed ? nextKey(m) : undefined;
       const res = await send('POST', url, payload, key);
       if (h.status !== 'active') {
-        expectProblem(res, 409, 'hold_not_active', where);
+        expectProblem(res, 409, 'hold_not_active', { where });
       } else if (amount > h.amount) {
-        expectProblem(res, 400, 'validation_failed', where);
+        expectProblem(res, 400, 'validation_failed', { where });
       } else {
         expect(res.statusCode, `${where}: ${res.body}`).toBe(200);
         o.available += h.amount - amount;
@@ -369,7 +360,7 @@ async function exec(m: Model, c: Cmd): Promise<boolean[]> {
       const key = c.keyed ? nextKey(m) : undefined;
       const res = await send('POST', url, undefined, key);
       if (h.status !== 'active') {
-        expectProblem(res, 409, 'hold_not_active', where);
+        expectProblem(res, 409, 'hold_not_active', { where });
       } else {
         expect(res.statusCode, `${where}: ${res.body}`).toBe(200);
         o.available += h.amount;
@@ -411,7 +402,7 @@ async function exec(m: Model, c: Cmd): Promise<boolean[]> {
         });
         outcomes.push(true);
       } else {
-        expectProblem(res, 402, 'insufficient_credits', where);
+        expectProblem(res, 402, 'insufficient_credits', { where });
         outcomes.push(false);
       }
       remember(url, payload, key, fromIdx, res);
@@ -492,7 +483,7 @@ async function exec(m: Model, c: Cmd): Promise<boolean[]> {
                     { amount: '1' },
                     r.key,
                   );
-          expectProblem(res, 422, 'idempotency_key_reused', where);
+          expectProblem(res, 422, 'idempotency_key_reused', { where });
           expect(res.headers['idempotent-replayed'], where).toBeUndefined();
         }
       } else if (c.same) {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createPostgresDb } from '../../src/db/client.js';
+import { createOrg } from '../factories.js';
 import { ADMIN_TOKEN, createTestApp, onPostgres, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
@@ -9,14 +10,8 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-let seq = 0;
 async function newOrg(funds?: string): Promise<string> {
-  const res = await t.call({
-    method: 'POST',
-    url: '/api/organizations',
-    payload: { name: `Ledger Org ${++seq}` },
-  });
-  const id = res.json().id as string;
+  const { id } = await createOrg(t);
   if (funds) await add(id, funds);
   return id;
 }

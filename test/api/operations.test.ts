@@ -1,19 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ErrorCode } from '../../src/lib/problem.js';
-import { ADMIN_TOKEN, createTestApp, onPostgres, type TestContext } from '../harness.js';
+import { ADMIN_TOKEN, createTestApp, expectProblem, onPostgres, type TestContext } from '../harness.js';
 
 // Operations over HTTP: /metrics and who may read it, the operator API's token rotation, and the
 // drain's answers while shutting down (the signal handling itself is in test/process).
 
 const METRICS_TOKEN = 'scraper-token-0123456789';
-
-function expectProblem(res: LightMyRequestResponse, status: number, code: ErrorCode) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json()).toMatchObject({ status, code });
-}
 
 /** The value of one sample line (`name{labels} value`), or undefined when absent. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAuditLog } from '../factories.js';
 import { createTestApp, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
@@ -15,17 +16,6 @@ async function createOk(payload: Record<string, unknown>) {
   const res = await create(payload);
   expect(res.statusCode, res.body).toBe(201);
   return res.json();
-}
-
-async function auditOf(id: string) {
-  const res = await t.call({ method: 'GET', url: `/api/organizations/${id}/audit-log?limit=100` });
-  expect(res.statusCode, res.body).toBe(200);
-  return res.json().data as Array<{
-    action: string;
-    changes: Record<string, { before: unknown; after: unknown }>;
-    request_id: string;
-    actor: { type: string };
-  }>;
 }
 
 describe('POST /api/organizations', () => {
@@ -258,7 +248,7 @@ describe('PATCH /api/organizations/{id}', () => {
       currency: 'EUR',
       slug: 'patchable',
     });
-    const [last] = await auditOf(org.id);
+    const [last] = await readAuditLog(t, org.id);
     expect(last?.action).toBe('organization.updated');
     expect(last?.request_id).toBe('patch-req-1');
     expect(last?.actor.type).toBe('operator');
@@ -278,7 +268,7 @@ describe('PATCH /api/organizations/{id}', () => {
       payload: { name: 'Same Same' },
     });
     expect(res.statusCode).toBe(200);
-    expect((await auditOf(org.id)).map((e) => e.action)).toEqual(['organization.created']);
+    expect((await readAuditLog(t, org.id)).map((e) => e.action)).toEqual(['organization.created']);
   });
 
   it('lets the operator change a slug, and refuses one in use', async () => {
@@ -333,7 +323,7 @@ describe('POST /api/organizations/{id}/toggle', () => {
     expect(off.json().active).toBe(false);
     const on = await t.call({ method: 'POST', url: `/api/organizations/${org.id}/toggle` });
     expect(on.json().active).toBe(true);
-    const actions = (await auditOf(org.id)).map((e) => e.action);
+    const actions = (await readAuditLog(t, org.id)).map((e) => e.action);
     expect(actions).toEqual(['organization.activated', 'organization.deactivated', 'organization.created']);
   });
 });
@@ -346,7 +336,7 @@ describe('DELETE /api/organizations/{id}', () => {
     expect((await t.call({ method: 'GET', url: `/api/organizations/${org.id}` })).statusCode).toBe(404);
     expect((await t.call({ method: 'GET', url: '/api/organizations/doomed' })).statusCode).toBe(404);
     expect((await t.call({ method: 'DELETE', url: `/api/organizations/${org.id}` })).statusCode).toBe(404);
-    const actions = (await auditOf(org.id)).map((e) => e.action);
+    const actions = (await readAuditLog(t, org.id)).map((e) => e.action);
     expect(actions).toEqual(['organization.deleted', 'organization.created']);
     const reborn = await createOk({ name: 'Doomed again', slug: 'doomed' });
     expect(reborn.id).not.toBe(org.id);

@@ -1,41 +1,18 @@
-import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import type { LightMyRequestResponse } from 'fastify';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAILS_PER_ACCOUNT } from '../../src/modules/auth/auth.service.js';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
-
-type Res = LightMyRequestResponse;
+import { freshAddress, PASSWORD, signUp, uniqueEmail } from '../factories.js';
+import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 
 const PUBLIC_URL = 'https://orgbase.test';
-const PASSWORD = 'correct horse battery';
 const NEW_PASSWORD = 'an entirely new passphrase';
-const run = randomBytes(3).toString('hex');
-let seq = 0;
-const uniqueEmail = (label: string) => `${label}.${run}.${++seq}@example.test`;
-let addressSeq = 0;
-const freshAddress = () => `203.0.113.${(++addressSeq % 250) + 1}`;
-
-function expectProblem(res: Res, status: number, code: string, field?: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code).toBe(code);
-  if (field)
-    expect(
-      (res.json().errors as Array<{ field: string }>).map((e) => e.field),
-      res.body,
-    ).toContain(field);
-}
 
 const post = (t: TestContext, url: string, payload: object, headers: Record<string, string> = {}) =>
   t.app.inject({ method: 'POST', url, payload, headers, remoteAddress: freshAddress() });
 
-async function signUp(t: TestContext, email = uniqueEmail('user')) {
-  const res = await post(t, '/api/auth/sign-up/email', { email, password: PASSWORD, name: 'Reset Tester' });
-  expect(res.statusCode, res.body).toBe(200);
-  return { email, token: String(res.headers['set-auth-token']) };
-}
+/** A user signed up from an address of its own, as every request here comes from. */
+const newUser = (t: TestContext) => signUp(t, { name: 'Reset Tester', remoteAddress: freshAddress() });
 
 const signIn = (t: TestContext, email: string, password: string) =>
   post(t, '/api/auth/sign-in/email', { email, password });
@@ -86,7 +63,7 @@ describe('password reset, with the local mailbox', () => {
   afterAll(() => t.close());
 
   it('mails a token that sets a new password once and ends every session', async () => {
-    const u = await signUp(t);
+    const u = await newUser(t);
     const second = String((await signIn(t, u.email, PASSWORD)).headers['set-auth-token']);
     const asked = await post(t, '/api/auth/request-password-reset', { email: u.email });
     expect(asked.statusCode, asked.body).toBe(200);
@@ -121,7 +98,7 @@ describe('password reset, with the local mailbox', () => {
   });
 
   it('refuses a wrong token and a too short password (400 naming the field), changing nothing', async () => {
-    const u = await signUp(t);
+    const u = await newUser(t);
     await post(t, '/api/auth/request-password-reset', { email: u.email });
     const token = resetTokenIn((await mailboxAwait(t, u.email))[0]?.text ?? '');
     const before = await tableCounts(t.db);
@@ -154,7 +131,7 @@ describe('password reset, with the local mailbox', () => {
   });
 
   it('links to the client’s own page (redirectTo) on PUBLIC_URL only', async () => {
-    const u = await signUp(t);
+    const u = await newUser(t);
     const ok = await post(t, '/api/auth/request-password-reset', {
       email: u.email,
       redirectTo: `${PUBLIC_URL}/reset`,
@@ -179,7 +156,7 @@ describe('password reset, with the local mailbox', () => {
   });
 
   it(`sends at most ${MAILS_PER_ACCOUNT} account mails an hour to one address (then 429)`, async () => {
-    const u = await signUp(t);
+    const u = await newUser(t);
     for (let i = 0; i < MAILS_PER_ACCOUNT; i++)
       expect((await post(t, '/api/auth/request-password-reset', { email: u.email })).statusCode).toBe(200);
     const limited = await post(t, '/api/auth/request-password-reset', { email: u.email.toUpperCase() });
@@ -189,7 +166,7 @@ describe('password reset, with the local mailbox', () => {
   });
 
   it('does not count a refused request against the address’s mail', async () => {
-    const u = await signUp(t);
+    const u = await newUser(t);
     for (let i = 0; i < MAILS_PER_ACCOUNT + 1; i++)
       expectProblem(
         await post(t, '/api/auth/request-password-reset', {
@@ -238,7 +215,7 @@ describe('password reset over SMTP', () => {
   });
 
   it('sends the reset mail to the SMTP server', async () => {
-    const u = await signUp(t);
+    const u = await newUser(t);
     expect((await post(t, '/api/auth/request-password-reset', { email: u.email })).statusCode).toBe(200);
     const deadline = Date.now() + 5000;
     while (!received.some((m) => m.to.includes(u.email)) && Date.now() < deadline)
@@ -258,7 +235,7 @@ describe('password reset over SMTP', () => {
   });
 
   it('answers before the mail is delivered, so an existing account answers like an unknown one', async () => {
-    const u = await signUp(t);
+    const u = await newUser(t);
     let accept = () => {};
     accepting = new Promise<void>((resolve) => {
       accept = resolve;
@@ -287,7 +264,7 @@ describe('password reset over SMTP', () => {
   });
 
   it(`holds the mail limit under concurrency: of 20 asked at once, ${MAILS_PER_ACCOUNT} are sent`, async () => {
-    const u = await signUp(t);
+    const u = await newUser(t);
     // A slow SMTP server keeps requests in flight together (if they wait for it).
     let accept = () => {};
     accepting = new Promise<void>((resolve) => {

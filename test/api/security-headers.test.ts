@@ -1,21 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestContext, tableCounts } from '../harness.js';
+import { signUp, uniqueEmail } from '../factories.js';
+import { createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 
 type Res = LightMyRequestResponse;
 
 const PUBLIC_URL = 'https://orgbase.test';
-const PASSWORD = 'correct horse battery';
-const run = randomBytes(3).toString('hex');
-let seq = 0;
-const uniqueEmail = (label: string) => `${label}.${run}.${++seq}@example.test`;
-
-function expectProblem(res: Res, status: number, code: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code).toBe(code);
-}
 
 /** The directives of a Content-Security-Policy header, by name. */
 function csp(res: Res): Map<string, string[]> {
@@ -34,20 +25,6 @@ function expectBaseHeaders(res: Res) {
   expect(res.headers['x-content-type-options']).toBe('nosniff');
   expect(res.headers['x-frame-options']).toBe('DENY');
   expect(csp(res).has('frame-ancestors')).toBe(true);
-}
-
-async function signUp(t: TestContext) {
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/api/auth/sign-up/email',
-    payload: { email: uniqueEmail('user'), password: PASSWORD, name: 'Cookie User' },
-  });
-  expect(res.statusCode, res.body).toBe(200);
-  const setCookie = res.headers['set-cookie'];
-  const cookies = Array.isArray(setCookie) ? setCookie : [String(setCookie)];
-  const session = cookies.find((c) => c.includes('session_token='));
-  expect(session, 'a session cookie').toBeDefined();
-  return { token: String(res.headers['set-auth-token']), cookie: String(session).split(';')[0] as string };
 }
 
 describe('security headers on http (PUBLIC_URL unset)', () => {

@@ -1,22 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, buildApp } from '../../src/app.js';
 import type { SignUpPolicy } from '../../src/config.js';
-import { ADMIN_TOKEN, createTestApp, type TestContext, tableCounts } from '../harness.js';
-
-type Res = LightMyRequestResponse;
+import { ADMIN_TOKEN, createTestApp, expectProblem, type TestContext, tableCounts } from '../harness.js';
 
 const PASSWORD = 'correct horse battery';
 const run = randomBytes(3).toString('hex');
 let seq = 0;
 const uniqueEmail = (label: string) => `${label}.${run}.${++seq}@example.test`;
-
-function expectProblem(res: Res, status: number, code: string) {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.json().code).toBe(code);
-}
 
 // One database; an app per SIGNUP policy on it (accounts made under `open` exist for the others).
 let t: TestContext;

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFundedOrg, createOrg, createTeam } from '../factories.js';
 import { createTestApp, type TestContext, tableCounts } from '../harness.js';
 
 let t: TestContext;
@@ -8,22 +9,6 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 let n = 0;
-async function org(funds = '100') {
-  const o = (
-    await t.call({ method: 'POST', url: '/api/organizations', payload: { name: `Teamed ${++n}` } })
-  ).json();
-  await t.call({ method: 'POST', url: `/api/organizations/${o.id}/credits/add`, payload: { amount: funds } });
-  return o;
-}
-async function team(payload: Record<string, unknown>) {
-  const res = await t.call({
-    method: 'POST',
-    url: '/api/teams',
-    payload: { name: `Team ${++n}`, ...payload },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  return res.json();
-}
 const usage = (orgId: string, teamId: string | undefined, credits: string) =>
   t.call({
     method: 'POST',
@@ -42,9 +27,9 @@ const usage = (orgId: string, teamId: string | undefined, credits: string) =>
 
 describe('teams', () => {
   it('are assigned, moved and removed without being deleted; the organization counts them', async () => {
-    const a = await org();
-    const b = await org();
-    const tm = await team({ organization_id: a.id });
+    const a = await createFundedOrg(t, '100');
+    const b = await createFundedOrg(t, '100');
+    const tm = await createTeam(t, { organization_id: a.id });
     expect((await t.call({ method: 'GET', url: `/api/organizations/${a.id}` })).json().team_count).toBe(1);
     const moved = await t.call({
       method: 'POST',
@@ -64,8 +49,8 @@ describe('teams', () => {
   });
 
   it('survive the deletion of their organization, which only loses the association', async () => {
-    const o = await org('0');
-    const tm = await team({ organization_id: o.id });
+    const o = await createOrg(t);
+    const tm = await createTeam(t, { organization_id: o.id });
     expect((await t.call({ method: 'DELETE', url: `/api/organizations/${o.id}` })).statusCode).toBe(204);
     expect((await t.call({ method: 'GET', url: `/api/teams/${tm.id}` })).json()).toMatchObject({
       id: tm.id,
@@ -74,8 +59,8 @@ describe('teams', () => {
   });
 
   it('spend from their organization within their monthly budget', async () => {
-    const o = await org('100');
-    const tm = await team({ organization_id: o.id, monthly_budget: '5' });
+    const o = await createFundedOrg(t, '100');
+    const tm = await createTeam(t, { organization_id: o.id, monthly_budget: '5' });
     expect((await usage(o.id, tm.id, '3')).json().results[0].status).toBe('applied');
     const over = (await usage(o.id, tm.id, '2.000001')).json().results[0];
     expect(over).toMatchObject({ status: 'rejected', code: 'team_budget_exceeded' });
@@ -102,8 +87,8 @@ describe('teams', () => {
   });
 
   it('hold exactly to the budget under concurrent spending', async () => {
-    const o = await org('1000');
-    const tm = await team({ organization_id: o.id, monthly_budget: '10' });
+    const o = await createFundedOrg(t, '1000');
+    const tm = await createTeam(t, { organization_id: o.id, monthly_budget: '10' });
     const results = await Promise.all(Array.from({ length: 40 }, () => usage(o.id, tm.id, '0.5')));
     const applied = results.filter((r) => r.json().results[0].status === 'applied').length;
     expect(applied).toBe(20);
@@ -111,9 +96,9 @@ describe('teams', () => {
   });
 
   it('spend only from their own organization', async () => {
-    const a = await org();
-    const b = await org();
-    const tm = await team({ organization_id: a.id });
+    const a = await createFundedOrg(t, '100');
+    const b = await createFundedOrg(t, '100');
+    const tm = await createTeam(t, { organization_id: a.id });
     expect((await usage(b.id, tm.id, '1')).json().results[0].code).toBe('team_not_in_organization');
     expect((await usage(b.id, 'tem_00000000000000000000000000', '1')).json().results[0].code).toBe(
       'not_found',
@@ -134,7 +119,7 @@ describe('teams', () => {
   });
 
   it('without an organization are the operator’s alone', async () => {
-    const solo = await team({});
+    const solo = await createTeam(t);
     expect(solo.organization_id).toBeNull();
     const res = await t.app.inject({
       method: 'POST',
@@ -167,7 +152,7 @@ describe('the organization list', () => {
     ).json();
     await t.call({ method: 'POST', url: '/api/agents', payload: { name: 'One', organization_id: o.id } });
     await t.call({ method: 'POST', url: '/api/agents', payload: { name: 'Two', organization_id: o.id } });
-    await team({ organization_id: o.id });
+    await createTeam(t, { organization_id: o.id });
     const res = await t.app.inject({
       method: 'POST',
       url: '/api/auth/sign-up/email',
