@@ -10,28 +10,32 @@ import type { Credential, Verdict } from './identity.credential.js';
  * that the rate limiter and authentication ask once. What a principal may do is the role matrix
  * and its sub-organization oversight rule, beside each other in `src/lib/authz.ts`.
  */
-export function createIdentityService(credentials: readonly Credential[]) {
-  type Found = Verdict & { credential?: Credential };
-  const perRequest = new WeakMap<FastifyRequest, Promise<Found>>();
+type Found = Verdict & { credential?: Credential };
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The caller, found once per request (identity.of): a plain property, no WeakMap per request. */
+    principal?: Promise<Found> | undefined;
+  }
+}
+
+const NOBODY: Found = {};
+
+export function createIdentityService(credentials: readonly Credential[]) {
   async function find(headers: IncomingHttpHeaders): Promise<Found> {
     const token = bearerToken(headers);
     for (const credential of credentials) {
       const claim = credential.claims(token, headers);
       if (!claim) continue;
-      const verdict = await credential.verify(token, headers);
-      if (verdict.actor || claim === 'sole') return { ...verdict, credential };
+      const { actor, retryAfter } = await credential.verify(token, headers);
+      if (actor || claim === 'sole') return { actor, retryAfter, credential };
     }
-    return {};
+    return NOBODY;
   }
 
   function of(req: FastifyRequest): Promise<Found> {
-    let found = perRequest.get(req);
-    if (!found) {
-      found = find(req.headers);
-      perRequest.set(req, found);
-    }
-    return found;
+    req.principal ??= find(req.headers);
+    return req.principal;
   }
 
   return {
