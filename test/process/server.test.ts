@@ -89,7 +89,8 @@ describe('orgbase serve', () => {
     expect(ok.status).toBe(200);
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
-  });
+    // Two cold starts from source, one after the other: past 30 s on a loaded 2-core machine.
+  }, 120_000);
 
   it('uses ADMIN_TOKEN from the environment when set', async () => {
     const adminToken = 'env-operator-token-abcdefgh';
