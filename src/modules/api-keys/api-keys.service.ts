@@ -229,10 +229,6 @@ export function createApiKeysService(deps: {
       });
     },
 
-    async authenticate(token: string): Promise<Actor | undefined> {
-      return (await verify(token)).actor;
-    },
-
     verify,
 
     /** What the process holds in memory for keys (for tests and diagnostics). */
